@@ -105,9 +105,17 @@ class SandboxHandler(BaseHTTPRequestHandler):
         return {"error": message, "status": status}
 
     # -- helpers --------------------------------------------------------------------
-    def read_body(self) -> bytes:
+    def parse_request(self) -> bool:
+        """Read the whole request body up front: a fault answered before `route()` must not
+        leave it unread on a kept-alive connection, where it would be parsed as the next request."""
+        if not super().parse_request():
+            return False
         length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
+        self._body = self.rfile.read(length) if length else b""
+        return True
+
+    def read_body(self) -> bytes:
+        return self._body
 
     def read_json(self) -> Any:
         body = self.read_body()
