@@ -1,0 +1,98 @@
+"""`reglife`: every step of the lifecycle, runnable outside Airflow.
+
+The DAGs call the same functions; this entry point exists for debugging, for
+KubernetesPodOperator pods, and for scripting. `--json` prints one JSON document on stdout;
+logs always go to stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+from . import __version__
+
+log = logging.getLogger("reglife")
+
+
+def _date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date; use YYYY-MM-DD, e.g. 2026-09-30") from None
+
+
+def _add_sandbox_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seed", type=int, default=7, help="scenario seed (same seed + --until = same data)")
+    parser.add_argument("--scale", choices=["tiny", "S", "M", "L"], default="tiny",
+                        help="tiny ≈ 700 images (default), S, M, L = 1,000,000 tag revisions")
+    parser.add_argument("--days", type=int, default=180, help="days of history before --until")
+    parser.add_argument("--until", type=_date, default=None, help="last day of history (default: today, UTC)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reglife",
+        description="Registry Lifecycle: extract, validate, score, forecast, report and mirror the "
+                    "OpenShift internal image registry. Every DAG step is a subcommand.")
+    parser.add_argument("--version", action="version", version=f"reglife {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logs on stderr")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    sandbox = commands.add_parser("sandbox", help="the embedded simulated cluster, registry and Prometheus")
+    sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", metavar="ACTION", required=True)
+    serve = sandbox_commands.add_parser(
+        "serve", help="serve the sandbox until stopped; prints one JSON line of endpoints",
+        description="Starts the simulated Kubernetes API, OCI registry and Prometheus on 127.0.0.1, "
+                    "writes a kubeconfig and the pull-event archive, prints one JSON line of endpoints "
+                    "on stdout and serves until interrupted.")
+    _add_sandbox_options(serve)
+    serve.add_argument("--port", type=int, default=0,
+                       help="0 = free ports; P = Kubernetes on P, registry on P+1, Prometheus on P+2")
+    serve.add_argument("--data-dir", type=Path, default=None,
+                       help="where the kubeconfig, credentials and pull archive go (default: a temp dir)")
+    serve.add_argument("--no-auth", action="store_true", help="serve without bearer tokens")
+
+    demo = commands.add_parser("demo", help="what `make demo` runs: the lifecycle on the sandbox, reports in --out")
+    demo.add_argument("--out", type=Path, default=Path("out"), help="folder for the reports (default: out)")
+    _add_sandbox_options(demo)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .sandbox import Sandbox
+
+    sandbox = Sandbox(seed=args.seed, scale=args.scale, days=args.days, until=args.until, port=args.port,
+                      data_dir=args.data_dir, auth=not args.no_auth)
+    sandbox.start()
+    print(json.dumps(sandbox.endpoints), flush=True)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
+    sandbox.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)   # one line per request drowns the output
+    if args.command == "sandbox" and args.sandbox_command == "serve":
+        return _serve(args)
+    if args.command == "demo":
+        from .demo import run_demo
+
+        return run_demo(out=args.out, seed=args.seed, scale=args.scale, days=args.days,
+                        until=args.until or datetime.now(timezone.utc).date())
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
