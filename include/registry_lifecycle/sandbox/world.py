@@ -194,12 +194,16 @@ class World:
         stream = self.streams.get(repository)
         if stream is None or stream.created > at:
             return None
-        out = {}
-        for tag, history in stream.tags.items():
-            items = history.at(at)
-            if items and self._linked(repository, items[0].digest, at):
-                out[tag] = items[0].digest
-        return out
+        current = {tag: self._tag_digest(repository, tag, at) for tag in stream.tags}
+        return {tag: digest for tag, digest in current.items() if digest is not None}
+
+    def _tag_digest(self, repository: str, tag: str, at: datetime) -> str | None:
+        stream = self.streams.get(repository)
+        history = stream.tags.get(tag) if stream is not None and stream.created <= at else None
+        items = history.at(at) if history is not None else []
+        if items and self._linked(repository, items[0].digest, at):
+            return items[0].digest
+        return None
 
     def _linked(self, repository: str, digest: str, at: datetime) -> bool:
         image = self.images.get(digest)
@@ -212,7 +216,7 @@ class World:
         return unlinked is None or at < unlinked
 
     def manifest(self, repository: str, reference: str, at: datetime) -> Manifest | None:
-        digest = reference if reference.startswith("sha256:") else (self.tags(repository, at) or {}).get(reference)
+        digest = reference if reference.startswith("sha256:") else self._tag_digest(repository, reference, at)
         if digest is None or not self._linked(repository, digest, at):
             return None
         image = self.images[digest]

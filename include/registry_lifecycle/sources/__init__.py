@@ -1,0 +1,1 @@
+"""One client per outside system: openshift, registry, pulls, prometheus, scans."""
