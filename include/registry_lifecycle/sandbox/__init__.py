@@ -81,6 +81,7 @@ class Sandbox:
             json.dump({"username": registry_credentials[0], "password": registry_credentials[1]}
                       if registry_credentials else {}, handle)
         pulls = self.write_pull_archive(self.data_dir / "pulls")
+        scans = self.write_scan_reports(self.data_dir / "scans")
         self.endpoints = {
             "kubernetes": self.servers["kubernetes"].url,
             "kubeconfig": str(kubeconfig),
@@ -88,6 +89,7 @@ class Sandbox:
             "registry_credentials": str(credentials_file),
             "prometheus": self.servers["prometheus"].url,
             "pulls": str(pulls),
+            "scans": str(scans),
             "history": {"from": world.start.date().isoformat(), "until": world.until.isoformat()},
             "seed": self.seed,
             "scale": self.scale,
@@ -124,6 +126,24 @@ class Sandbox:
             write_archive(root, day, by_day.get(day.isoformat(), []), seed=self.seed)
             day += timedelta(days=1)
         return root
+
+    def write_scan_reports(self, root: Path) -> Path:
+        """Trivy JSON reports of the monthly scanner sweeps within the served history."""
+        from .trivy_reports import write_scan_reports
+
+        assert self.world is not None
+        root.mkdir(parents=True, exist_ok=True)
+        day = self.world.start
+        while day <= self.world.until:
+            write_scan_reports(self.world, root, day)
+            day += timedelta(days=1)
+        return root
+
+    def policy_document(self) -> dict:
+        """Policy settings that point the archive sources at this sandbox (merge into a policy)."""
+        return {"sources": {"openshift": {"cluster": "prod-east"},
+                            "pulls": {"location": self.endpoints["pulls"]},
+                            "scans": {"location": self.endpoints["scans"]}}}
 
     def set_clock(self, when: datetime) -> datetime:
         return self.clock.set(when)
