@@ -57,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", type=Path, default=None,
                        help="where the kubeconfig, credentials and pull archive go (default: a temp dir)")
     serve.add_argument("--no-auth", action="store_true", help="serve without bearer tokens")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to bind (0.0.0.0 in a container; the default keeps it on loopback)")
+    serve.add_argument("--advertise-host", default=None,
+                       help="host name other containers use to reach it, written into URLs and the kubeconfig")
 
     demo = commands.add_parser("demo", help="what `make demo` runs: the lifecycle on the sandbox, reports in --out")
     demo.add_argument("--out", type=Path, default=Path("out"), help="folder for the reports (default: out)")
@@ -68,7 +72,8 @@ def _serve(args: argparse.Namespace) -> int:
     from .sandbox import Sandbox
 
     sandbox = Sandbox(seed=args.seed, scale=args.scale, days=args.days, until=args.until, port=args.port,
-                      data_dir=args.data_dir, auth=not args.no_auth)
+                      data_dir=args.data_dir, auth=not args.no_auth, host=args.host,
+                      advertise_host=args.advertise_host)
     sandbox.start()
     print(json.dumps(sandbox.endpoints), flush=True)
     stop = threading.Event()

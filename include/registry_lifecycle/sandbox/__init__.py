@@ -33,9 +33,10 @@ class Sandbox:
     def __init__(self, *, seed: int = 7, scale: str = "tiny", days: int = 180,
                  until: datetime | date | None = None, port: int = 0,
                  data_dir: Path | str | None = None, auth: bool = True,
-                 world: World | None = None) -> None:
+                 world: World | None = None, host: str = "127.0.0.1", advertise_host: str | None = None) -> None:
         self.seed, self.scale, self.days, self.until, self.port = seed, scale, days, until, port
         self.auth = auth
+        self.bind = {"host": host, "advertise_host": advertise_host}
         self._tmp: tempfile.TemporaryDirectory | None = None
         if data_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="reglife-sandbox-")
@@ -65,11 +66,12 @@ class Sandbox:
         for rtype, source in world.kube.items():
             store.register(rtype, source)
         port = self.port
-        self.servers["kubernetes"] = start_kube_api(store, self.clock, self.faults, port=port, token=kube_token)
+        self.servers["kubernetes"] = start_kube_api(store, self.clock, self.faults, port=port, token=kube_token,
+                                                    **self.bind)
         self.servers["registry"] = start_registry_api(world, self.clock, self.faults, port=port + 1 if port else 0,
-                                                      credentials=registry_credentials)
+                                                      credentials=registry_credentials, **self.bind)
         self.servers["prometheus"] = start_prometheus_api(world.storage, self.clock, self.faults,
-                                                          port=port + 2 if port else 0)
+                                                          port=port + 2 if port else 0, **self.bind)
         self.kube_store = store
 
         kubeconfig = write_kubeconfig(self.data_dir / "kubeconfig", self.servers["kubernetes"].url,

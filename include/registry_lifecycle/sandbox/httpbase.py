@@ -170,14 +170,21 @@ class SandboxHandler(BaseHTTPRequestHandler):
 
 
 class SandboxServer(ThreadingHTTPServer):
-    """A ThreadingHTTPServer bound to loopback, served from a daemon thread."""
+    """A ThreadingHTTPServer, bound to loopback unless told otherwise, served from a daemon thread.
+
+    `host` is the address to bind (0.0.0.0 inside a container); `advertise_host` is the name
+    other processes use to reach it (the compose service name), written into URLs and the
+    kubeconfig.
+    """
 
     daemon_threads = True
     allow_reuse_address = True
 
     def __init__(self, handler: type[SandboxHandler], *, clock: SandboxClock,
-                 faults: FaultInjector, port: int = 0, **state: Any) -> None:
-        super().__init__(("127.0.0.1", port), handler)
+                 faults: FaultInjector, port: int = 0, host: str = "127.0.0.1",
+                 advertise_host: str | None = None, **state: Any) -> None:
+        super().__init__((host, port), handler)
+        self.advertise_host = advertise_host
         self.clock = clock
         self.faults = faults
         self.state = state
@@ -188,7 +195,7 @@ class SandboxServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{self.advertise_host or host}:{port}"
 
     def count_request(self, api: str) -> None:
         with self._counts_lock:

@@ -865,10 +865,12 @@ class KubeApiHandler(SandboxHandler):
 
 # --------------------------------------------------------------------------- helpers
 def start_kube_api(store: KubeStore, clock: SandboxClock, faults: FaultInjector, port: int = 0,
-                   token: str | None = None) -> SandboxServer:
+                   token: str | None = None, *, host: str = "127.0.0.1",
+                   advertise_host: str | None = None) -> SandboxServer:
     """Serve `store` on 127.0.0.1 (a free port unless given); with `token`, every request
     must carry `Authorization: Bearer <token>` or gets 401."""
-    return SandboxServer(KubeApiHandler, clock=clock, faults=faults, port=port, store=store, token=token).start()
+    return SandboxServer(KubeApiHandler, clock=clock, faults=faults, port=port, host=host,
+                         advertise_host=advertise_host, store=store, token=token).start()
 
 
 def write_kubeconfig(path: str | Path, server_url: str, token: str | None,

@@ -1132,7 +1132,8 @@ class PrometheusHandler(SandboxHandler):
 
 
 def start_prometheus_api(series: Iterable[Series], clock: SandboxClock, faults: FaultInjector, port: int = 0,
-                         *, prometheus_major: int = 3) -> SandboxServer:
+                         *, prometheus_major: int = 3, host: str = "127.0.0.1",
+                         advertise_host: str | None = None) -> SandboxServer:
     """Serve `series` as a Prometheus on 127.0.0.1 (port 0: any free port), already running.
 
     `prometheus_major=2` answers like Debian 12's Prometheus 2.42 instead of Prometheus 3.
@@ -1140,8 +1141,8 @@ def start_prometheus_api(series: Iterable[Series], clock: SandboxClock, faults: 
     if prometheus_major not in (2, 3):
         raise ValueError(f"prometheus_major must be 2 or 3, not {prometheus_major}")
     store = SeriesStore(series)
-    server = SandboxServer(PrometheusHandler, clock=clock, faults=faults, port=port, store=store,
-                           prometheus_major=prometheus_major)
+    server = SandboxServer(PrometheusHandler, clock=clock, faults=faults, port=port, host=host,
+                           advertise_host=advertise_host, store=store, prometheus_major=prometheus_major)
     return server.start()
 
 

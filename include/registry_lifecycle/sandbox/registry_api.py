@@ -482,8 +482,10 @@ class RegistryServer(SandboxServer):
     per-endpoint request counts that benchmarks read to prove a warm run fetches little."""
 
     def __init__(self, content: RegistryContent, *, clock: SandboxClock, faults: FaultInjector,
-                 port: int = 0, credentials: tuple[str, str] | None = None) -> None:
-        super().__init__(RegistryHandler, clock=clock, faults=faults, port=port)
+                 port: int = 0, credentials: tuple[str, str] | None = None, host: str = "127.0.0.1",
+                 advertise_host: str | None = None) -> None:
+        super().__init__(RegistryHandler, clock=clock, faults=faults, port=port, host=host,
+                         advertise_host=advertise_host)
         self.content = content
         self.credentials = credentials
         self._signing_key = secrets.token_bytes(32)
@@ -546,12 +548,14 @@ class RegistryServer(SandboxServer):
 
 
 def start_registry_api(content: RegistryContent, clock: SandboxClock, faults: FaultInjector,
-                       port: int = 0, credentials: tuple[str, str] | None = None) -> RegistryServer:
+                       port: int = 0, credentials: tuple[str, str] | None = None, *, host: str = "127.0.0.1",
+                       advertise_host: str | None = None) -> RegistryServer:
     """Serve `content` as an OCI distribution v2 registry on 127.0.0.1 (port 0: any free one).
 
     With `credentials` (user, password) every /v2/ request needs a bearer token from
     `<url>/token`, obtained with those credentials over HTTP Basic.
     """
-    server = RegistryServer(content, clock=clock, faults=faults, port=port, credentials=credentials)
+    server = RegistryServer(content, clock=clock, faults=faults, port=port, credentials=credentials, host=host,
+                            advertise_host=advertise_host)
     server.start()
     return server
