@@ -12,7 +12,7 @@ import logging
 import signal
 import sys
 import threading
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from . import __version__
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Registry Lifecycle: extract, validate, score, forecast, report and mirror the "
                     "OpenShift internal image registry. Every DAG step is a subcommand.")
     parser.add_argument("--version", action="version", version=f"reglife {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logs on stderr")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="-v: progress logs, -vv: debug logs (stderr)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     sandbox = commands.add_parser("sandbox", help="the embedded simulated cluster, registry and Prometheus")
@@ -61,6 +61,28 @@ def build_parser() -> argparse.ArgumentParser:
                        help="address to bind (0.0.0.0 in a container; the default keeps it on loopback)")
     serve.add_argument("--advertise-host", default=None,
                        help="host name other containers use to reach it, written into URLs and the kubeconfig")
+
+    extract = commands.add_parser(
+        "extract", help="extract, validate and publish a day's snapshot (what registry_extract runs)",
+        description="Reads every source for --date (or each day of --from..--to), validates the datasets "
+                    "with the quality gate, and publishes them to the lake only if it passes. With "
+                    "--sandbox the embedded sandbox is started and its clock moved to each day. Without it "
+                    "the sources come from the environment: KUBECONFIG (or in-cluster), REGLIFE_REGISTRY_URL, "
+                    "REGLIFE_REGISTRY_USERNAME/PASSWORD, REGLIFE_PROMETHEUS_URL/TOKEN.")
+    extract.add_argument("--lake", required=True, help="lake folder or s3://bucket/prefix")
+    when = extract.add_mutually_exclusive_group(required=True)
+    when.add_argument("--date", type=_date, help="the day to extract")
+    when.add_argument("--from", dest="first", type=_date, help="first day of a range (needs --to)")
+    extract.add_argument("--to", dest="last", type=_date, help="last day of a range")
+    extract.add_argument("--snapshot-every", type=int, default=1,
+                         help="with --sandbox and a range: cluster snapshot every N days (pulls etc. daily)")
+    extract.add_argument("--policy", type=Path, default=None, help="policy YAML (default: the packaged one)")
+    extract.add_argument("--sandbox", action="store_true", help="extract from the embedded sandbox")
+    extract.add_argument("--cache-dir", type=Path, default=None, help="registry manifest cache between runs")
+    extract.add_argument("--accept-shrink", action="store_true",
+                         help="publish although a snapshot shrank past validation.max_shrink (a deliberate mass cleanup)")
+    extract.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    _add_sandbox_options(extract)
 
     demo = commands.add_parser("demo", help="what `make demo` runs: the lifecycle on the sandbox, reports in --out")
     demo.add_argument("--out", type=Path, default=Path("out"), help="folder for the reports (default: out)")
@@ -84,13 +106,64 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _extract(args: argparse.Namespace) -> int:
+    from .config import load_policy, policy_with
+    from .extract import ExtractRequest
+    from .lake import Lake
+    from .pipeline import Endpoints, build_sandbox_history, run_extract
+
+    first = args.date or args.first
+    last = args.date or args.last
+    if last is None:
+        raise SystemExit("reglife extract: --from needs --to (the last day of the range)")
+    if last < first:
+        raise SystemExit(f"reglife extract: --to {last} is before --from {first}")
+    policy = load_policy(args.policy)
+    lake = Lake(str(args.lake))
+    cache_dir = args.cache_dir or (Path(str(args.lake)) / "_cache" if not str(args.lake).startswith("s3://") else None)
+    if args.sandbox:
+        from .sandbox import Sandbox
+
+        with Sandbox(seed=args.seed, scale=args.scale, days=args.days, until=args.until or last) as sandbox:
+            policy = policy_with(policy, sandbox.policy_document())
+            outcomes = build_sandbox_history(sandbox, lake, policy, first, last,
+                                             snapshot_every=args.snapshot_every, cache_dir=cache_dir)
+    else:
+        endpoints = Endpoints.from_environment(policy)
+        outcomes = []
+        day = first
+        while day <= last:
+            request_day = ExtractRequest.for_day(day, "")
+            outcome = run_extract(day, endpoints, policy, lake, cache_dir=cache_dir, accept_shrink=args.accept_shrink,
+                                  snapshot=request_day.snapshot_readable)
+            outcomes.append(outcome)
+            if not outcome.published:
+                break
+            day += timedelta(days=1)
+    report = [{"day": o.day.isoformat(), "run_id": o.run_id, "published": o.published,
+               "datasets": {name: summary.get("rows", summary.get("skipped")) for name, summary in o.summaries.items()},
+               "warnings": len(o.gate.warnings), "failures": [f"{c.dataset}.{c.expectation}: {c.observed}"
+                                                              for c in o.gate.failures]} for o in outcomes]
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for entry in report:
+            state = "published" if entry["published"] else "HALTED by the quality gate"
+            print(f"{entry['day']}  {state}  {entry['datasets']}  warnings: {entry['warnings']}")
+            for failure in entry["failures"]:
+                print(f"    FAIL {failure}")
+    return 0 if all(entry["published"] for entry in report) else 3
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+    logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)], stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)   # one line per request drowns the output
     if args.command == "sandbox" and args.sandbox_command == "serve":
         return _serve(args)
+    if args.command == "extract":
+        return _extract(args)
     if args.command == "demo":
         from .demo import run_demo
 

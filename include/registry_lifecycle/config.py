@@ -7,13 +7,15 @@ field's path and what would fix it.
 """
 from __future__ import annotations
 
+import fnmatch
 import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo,
+                      field_validator, model_validator)
 
 DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "policies" / "default.yaml"
 
@@ -43,6 +45,15 @@ def parse_bytes(value: Any) -> int:
     factor = {None: 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
               "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}[match.group(2)]
     return int(float(match.group(1)) * factor)
+
+
+def format_duration(value: timedelta) -> str:
+    """timedelta -> the policy's own notation in the largest exact unit: 2d, 36h, 90m, 45s."""
+    seconds = value.total_seconds()
+    for unit, size in (("w", 604_800), ("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
@@ -112,26 +123,197 @@ class Validation(_Strict):
         return value
 
 
+# ------------------------------------------------------------------------------ gc
+# Kubernetes' syntax for label and annotation keys (an optional DNS-subdomain prefix and a name).
+_KEY = re.compile(r"^(?:[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*/)?"
+                  r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+_DNS_LABEL = re.compile(r"^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$")
+
+GcMode = Literal["audit", "approve", "auto"]
+# From most to least cautious: where several namespaces hold one image, the first one wins.
+GC_MODES_BY_CAUTION: tuple[GcMode, ...] = ("audit", "approve", "auto")
+
+
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression ({exc})") from None
+    return value
+
+
+def _key(value: str) -> str:
+    if not _KEY.match(value):
+        raise ValueError("not a Kubernetes label/annotation key; write e.g. registry-lifecycle/legal-hold")
+    return value
+
+
+TagPattern = Annotated[str, AfterValidator(_regex)]
+MetadataKey = Annotated[str, AfterValidator(_key)]
+
+
+class ModeMatch(_Strict):
+    env: str | None = Field(None, description="glob on the namespace's environment label, e.g. prod")
+    namespace: str | None = Field(None, description="glob on the namespace name, e.g. team-*-dev")
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> ModeMatch:
+        if self.env is None and self.namespace is None:
+            # An empty match would silently apply to every namespace, `mode: auto` included.
+            raise ValueError("give env and/or namespace; to match every namespace write namespace: '*'")
+        return self
+
+    def matches(self, namespace: str, env: str | None) -> bool:
+        return ((self.namespace is None or fnmatch.fnmatchcase(namespace, self.namespace))
+                and (self.env is None or (env is not None and fnmatch.fnmatchcase(env, self.env))))
+
+
+class ModeRule(_Strict):
+    match: ModeMatch
+    mode: GcMode = Field(description="audit: report only; approve: delete after a recorded approval; "
+                                     "auto: delete without approval")
+
+
+class GcCaps(_Strict):
+    max_images: int = Field(2000, ge=1, description="images deleted per run at most (blast radius)")
+    max_bytes: Annotated[ByteSize, Field(gt=0)] = Field(
+        2 * 2**40, description="bytes freed per run at most, counted as the plan counts them")
+
+
+class CircuitBreaker(_Strict):
+    max_errors: int = Field(5, ge=1, description="stop the run after this many failed deletions")
+
+
+class Approval(_Strict):
+    channel: Literal["airflow", "cluster"] = Field(
+        "airflow", description="airflow: the HITL ApprovalOperator; cluster: an approval object in "
+                               "approvals_namespace, for teams that approve with oc")
+    assigned_users: list[str] = Field(default_factory=list, description="who may approve; empty = any DAG editor")
+    response_timeout: Duration = Field(timedelta(hours=24), description="rejected when nobody answers in time")
+    plan_max_age: Duration = Field(timedelta(hours=48), validate_default=True,   # checked against a changed timeout
+                                   description="an older approved plan is re-planned, not executed")
+    approvals_namespace: str = "registry-lifecycle-approvals"
+
+    @field_validator("assigned_users")
+    @classmethod
+    def _users(cls, value: list[str]) -> list[str]:
+        for index, user in enumerate(value):
+            if not user.strip():
+                raise ValueError(f"entry [{index}] is empty; give a user name or remove the entry")
+        return value
+
+    @field_validator("response_timeout")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than 0, e.g. 24h")
+        return value
+
+    @field_validator("plan_max_age")
+    @classmethod
+    def _outlives_approval(cls, value: timedelta, info: ValidationInfo) -> timedelta:
+        timeout = info.data.get("response_timeout")
+        if timeout is not None and value < timeout:
+            # A plan approved at the last minute of the window must still be fresh enough to run.
+            raise ValueError(f"must be at least response_timeout ({format_duration(timeout)}), or an approval "
+                             "given late in the window could never be executed")
+        return value
+
+    @field_validator("approvals_namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        if not _DNS_LABEL.match(value):
+            raise ValueError("not a namespace name (lower-case letters, digits and '-', at most 63)")
+        return value
+
+
+class GcPolicy(_Strict):
+    horizon_days: int = Field(90, ge=1, le=3650,
+                              description="an image reused within this many days counts as a wrong deletion")
+    threshold: float = Field(0.02, ge=0, le=1, description="largest p_reuse an image may have and still be deleted")
+    keep_tag_revisions: int = Field(3, ge=0, description="as oc adm prune: the newest N revisions of every tag stay")
+    keep_younger_than: Duration = Field(timedelta(minutes=60),
+                                        description="as oc adm prune: images and tag revisions younger than this stay")
+    environment_label: MetadataKey = Field("env", description="namespace label that names its environment")
+    protected_tag_patterns: dict[str, list[TagPattern]] = Field(
+        default_factory=lambda: {"prod": [r"^v?\d+\.\d+\.\d+$", r"^prod$", r"^stable$"]},
+        description="environment -> regexes (re.search) on tag names; '*' applies in every environment")
+    legal_hold_annotation: MetadataKey = Field(
+        "registry-lifecycle/legal-hold", description="on a namespace or ImageStream: keep all of its images")
+    dr_namespace_label: str = Field("dr=true", description="key=value that marks disaster-recovery namespaces")
+    modes: list[ModeRule] = Field(default_factory=list, description="first match wins; no match = approve")
+    caps: GcCaps = GcCaps()
+    circuit_breaker: CircuitBreaker = CircuitBreaker()
+    approval: Approval = Approval()
+
+    @field_validator("keep_younger_than")
+    @classmethod
+    def _not_negative(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0):
+            raise ValueError("must not be negative; 0 keeps nothing for its age")
+        return value
+
+    @field_validator("protected_tag_patterns")
+    @classmethod
+    def _environments(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for env in value:
+            if not env.strip():
+                raise ValueError("an environment name is empty; use the value of the namespace's environment label")
+        return value
+
+    @field_validator("dr_namespace_label")
+    @classmethod
+    def _label_selector(cls, value: str) -> str:
+        key, sep, label_value = value.partition("=")
+        if not sep or not _KEY.match(key) or not _LABEL_VALUE.match(label_value):
+            raise ValueError("write one label as key=value, e.g. dr=true")
+        return value
+
+    @property
+    def dr_label(self) -> tuple[str, str]:
+        key, _, value = self.dr_namespace_label.partition("=")
+        return key, value
+
+    def mode_for(self, namespace: str, env: str | None) -> GcMode:
+        """The mode of the first rule that matches; approve when none does."""
+        for rule in self.modes:
+            if rule.match.matches(namespace, env):
+                return rule.mode
+        return "approve"
+
+
 # ------------------------------------------------------------------------------ policy
 class Policy(_Strict):
     version: Literal[1] = 1
     sources: Sources = Sources()
     validation: Validation = Validation()
+    gc: GcPolicy = GcPolicy()
 
 
 class PolicyError(ValueError):
     """A policy file that cannot be used; the message names the file, the field and the fix."""
 
 
+def _path(loc: tuple) -> str:
+    """('gc', 'protected_tag_patterns', 'prod', 1) -> 'gc.protected_tag_patterns.prod[1]'."""
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
 def _describe(error: dict) -> str:
-    path = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    path = _path(error["loc"]) or "(top level)"
     kind = error["type"]
     if kind == "extra_forbidden":
         return f"{path}: unknown setting; check the spelling against include/policies/default.yaml"
     if kind == "missing":
         return f"{path}: required setting is missing"
     message = error["msg"].removeprefix("Value error, ")
-    return f"{path}: {message} (got {error.get('input')!r})"
+    value = error.get("input")
+    shown = format_duration(value) if isinstance(value, timedelta) else repr(value)
+    return f"{path}: {message} (got {shown})"
 
 
 def load_policy(path: Path | str | None = None) -> Policy:
@@ -156,3 +338,20 @@ def load_policy(path: Path | str | None = None) -> Policy:
     except ValidationError as exc:
         problems = "\n  - ".join(_describe(error) for error in exc.errors())
         raise PolicyError(f"{path}: invalid policy\n  - {problems}") from None
+
+
+def _deep_merge(base: dict, overrides: dict) -> dict:
+    merged = dict(base)
+    for key, value in overrides.items():
+        merged[key] = _deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) \
+            else value
+    return merged
+
+
+def policy_with(policy: Policy, overrides: dict) -> Policy:
+    """A copy of `policy` with some settings replaced (validated like a loaded file)."""
+    try:
+        return Policy.model_validate(_deep_merge(policy.model_dump(), overrides))
+    except ValidationError as exc:
+        problems = "\n  - ".join(_describe(error) for error in exc.errors())
+        raise PolicyError(f"invalid policy override\n  - {problems}") from None

@@ -75,13 +75,17 @@ BUILDS = Dataset("builds", _schema(
     ("completed_at", TS, True),
 ), ("namespace", "name"), True, "OpenShift Builds and their outputs")
 
+NAMESPACES = Dataset("namespaces", _schema(
+    ("namespace", pa.string(), False), ("labels", pa.string(), False), ("annotations", pa.string(), False),
+), ("namespace",), True, "namespaces with their labels (env, tier, dr) and annotations (legal hold), as JSON")
+
 VALIDATION = Dataset("validation", _schema(
     ("dataset", pa.string(), False), ("expectation", pa.string(), False), ("severity", pa.string(), False),
     ("success", pa.bool_(), False), ("observed", pa.string(), True), ("run_id", pa.string(), False),
 ), ("dataset", "expectation", "run_id"), False, "data-quality results")
 
 ALL: dict[str, Dataset] = {d.name: d for d in (IMAGES, LAYERS, TAGS, REFERENCES, PULLS_DAILY, SCANS,
-                                               STORAGE_USAGE, BUILDS, VALIDATION)}
+                                               STORAGE_USAGE, BUILDS, NAMESPACES, VALIDATION)}
 
 
 def register(dataset: Dataset) -> Dataset:

@@ -18,7 +18,7 @@ from typing import Iterable, Iterator
 import pandas as pd
 from kubernetes.client import ApiClient
 
-from ..datasets import BUILDS, REFERENCES, TAGS
+from ..datasets import BUILDS, NAMESPACES, REFERENCES, TAGS
 from .image_refs import DIGEST, Resolver, parse_pull_spec
 from .kube_lister import KubeLister
 
@@ -77,13 +77,10 @@ class OpenShiftSnapshot:
     def builds_frame(self) -> pd.DataFrame:
         return builds_frame(self.workloads.get("Build", []))
 
-    def managed_digests(self) -> set[str]:
-        """Images that the integrated registry stores (not imported references to other registries)."""
-        return {image["metadata"]["name"] for image in self.images
-                if (image["metadata"].get("annotations") or {}).get("openshift.io/image.managed") == "true"}
-
-    def namespace_labels(self) -> dict[str, dict[str, str]]:
-        return {ns["metadata"]["name"]: ns["metadata"].get("labels") or {} for ns in self.namespaces}
+    def namespaces_frame(self) -> pd.DataFrame:
+        rows = [(ns["metadata"]["name"], json.dumps(ns["metadata"].get("labels") or {}, sort_keys=True),
+                 json.dumps(ns["metadata"].get("annotations") or {}, sort_keys=True)) for ns in self.namespaces]
+        return pd.DataFrame(rows, columns=NAMESPACES.schema.names)
 
 
 def extract_openshift(api_client: ApiClient, *, cluster: str, page_size: int = 500, max_retries: int = 4,
@@ -228,20 +225,6 @@ def builds_frame(builds: Iterable[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=BUILDS.schema.names)
     frame["completed_at"] = pd.to_datetime(frame["completed_at"], utc=True)
     return frame
-
-
-def images_metadata(images: Iterable[dict]) -> dict[str, dict]:
-    """digest -> the OpenShift Image's view (managed flag, labels, created) to enrich registry rows."""
-    out = {}
-    for image in images:
-        meta = image.get("metadata") or {}
-        docker = image.get("dockerImageMetadata") or {}
-        out[meta.get("name", "")] = {
-            "managed": (meta.get("annotations") or {}).get("openshift.io/image.managed") == "true",
-            "labels": json.dumps((docker.get("Config") or {}).get("Labels") or {}, sort_keys=True),
-            "reference": image.get("dockerImageReference"),
-        }
-    return out
 
 
 def _timestamp(value: str | None) -> datetime | None:

@@ -46,8 +46,9 @@ list one child). `subject_digest` is the OCI `subject`, else the digest a cosign
 come from image configs only (not an SBOM's empty `{}`); `labels` is `{}` for a config without
 labels and null without a config; an empty architecture and Go's zero time (what cosign
 writes) are null. `layers` holds each layer at positions 0..n-1 and the config blob at -1,
-so reclaim calculations count config blobs too. `managed` is always False here: the
-OpenShift source knows which images it manages.
+so reclaim calculations count config blobs too. `managed` is always True here: every row
+is a manifest stored in the registry this lifecycle manages (images that OpenShift only
+references in other registries never appear in its catalog).
 
 Concurrency is a thread pool of `concurrency` workers over one `httpx.Client` (whose
 connection pool is thread-safe), not asyncio: the extractor runs inside Airflow tasks and
@@ -73,7 +74,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
+from typing import Mapping, TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 import httpx
 
@@ -674,13 +675,16 @@ class RegistryClient:
 
     # ------------------------------------------------------------------ extraction
     def extract(self, repositories: Iterable[str] | None = None, *,
-                cache: ManifestCache | None = None) -> RegistrySnapshot:
+                cache: ManifestCache | None = None,
+                known_digests: Mapping[str, Iterable[str]] | None = None) -> RegistrySnapshot:
         """The images and layers datasets of every repository (or of `repositories`).
 
         Repositories and manifests deleted while the run reads them are left out and counted
         in `stats.vanished`; anything forbidden, failing, truncated or unverifiable raises.
         `cache` (flushed at the end, also after a failure: its entries are verified) makes
-        the run fetch only manifests it has never seen.
+        the run fetch only manifests it has never seen. `known_digests` (repository -> digests)
+        adds manifests that no tag reaches: on OpenShift, older ImageStream tag revisions are
+        still stored and still prunable, but tags/list cannot enumerate them.
         """
         self._stats = ExtractStats()
         run = _Extraction(self, cache)
@@ -688,7 +692,7 @@ class RegistryClient:
             with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="registry-extract") as pool:
                 run.pool = pool
                 names = sorted(set(repositories)) if repositories is not None else self.catalog()
-                run.read(names)
+                run.read(names, {repo: set(digests) for repo, digests in (known_digests or {}).items()})
         finally:
             if cache is not None:
                 cache.flush()
@@ -899,7 +903,7 @@ class _Extraction:
         self._lock = threading.Lock()
 
     # ---------------------------------------------------------------- phases
-    def read(self, repositories: list[str]) -> None:
+    def read(self, repositories: list[str], known: dict[str, set[str]]) -> None:
         listed = self._parallel(lambda repo: (repo, self.client.tags(repo)), repositories)
         pairs: list[tuple[str, str]] = []
         for repo, tags in sorted(listed):
@@ -920,6 +924,8 @@ class _Extraction:
             if subject is not None:
                 self._keep_min(self.tag_subjects, digest, "sha256:" + subject["hex"])
         self.tags_by_repo = {repo: dict(sorted(tags.items())) for repo, tags in sorted(self.tags_by_repo.items())}
+        frontier.update((repo, digest) for repo, digests in known.items() if repo in self.tags_by_repo
+                        for digest in digests)
         self._walk(frontier)
 
     def _walk(self, frontier: set[tuple[str, str]]) -> None:
@@ -1038,7 +1044,7 @@ class _Extraction:
                            if config else None),
                 "subject_digest": manifest.subject or self.tag_subjects.get(digest),
                 "index_digest": self.parents.get(digest),
-                "managed": False,
+                "managed": True,
             })
         return (pa.Table.from_pylist(images, schema=IMAGES.schema).to_pandas(),
                 pa.Table.from_pylist(layers, schema=LAYERS.schema).to_pandas())

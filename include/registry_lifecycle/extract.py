@@ -1,0 +1,183 @@
+"""registry_extract's steps: read each source, stage its datasets in the lake, then let the
+quality gate decide whether the run is published.
+
+Each source step writes its datasets into the run's staging area (uncommitted files readers
+never see) and returns a small summary. `validate_and_publish` reads the staged frames back,
+runs the Great Expectations suites and the volume checks against the previous snapshot, and
+commits the run only if nothing critical failed; the validation results are committed either
+way, so a halted run is visible and explained. A partial snapshot is therefore never
+published: a source that fails raises before staging, and an incomplete set of datasets fails
+the gate.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from . import datasets
+from .config import Policy
+from .lake import Lake, LakeNotFound
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_DATASETS = ("images", "layers", "tags", "references", "builds", "namespaces")
+TIME_RANGED_DATASETS = ("pulls_daily", "storage_usage", "scans")
+# How far behind "now" a run's day may be for snapshot sources to still describe it.
+SNAPSHOT_FRESHNESS = timedelta(hours=36)
+
+
+@dataclass(frozen=True)
+class ExtractRequest:
+    """One extraction: the partition `day` and the run that writes it."""
+
+    day: date
+    run_id: str
+    snapshot_readable: bool = True      # False in a backfill: the cluster's past cannot be listed
+    skip_reason: str | None = None      # why snapshots are skipped when it is not a backfill
+
+    @classmethod
+    def for_day(cls, day: date, run_id: str, *, now: datetime | None = None) -> "ExtractRequest":
+        now = now or datetime.now(timezone.utc)
+        day_end = datetime.combine(day + timedelta(days=1), time(), tzinfo=timezone.utc)
+        return cls(day, run_id, snapshot_readable=now - day_end <= SNAPSHOT_FRESHNESS)
+
+    @property
+    def window(self) -> tuple[datetime, datetime]:
+        start = datetime.combine(self.day, time(), tzinfo=timezone.utc)
+        return start, start + timedelta(days=1) - timedelta(seconds=1)
+
+    def backfill_notice(self) -> str:
+        if self.skip_reason:
+            return self.skip_reason
+        return (f"{self.day.isoformat()} is in the past: images, layers, tags, references and builds are "
+                "snapshots of the cluster at extraction time and cannot be read for a past date, so this "
+                "run re-extracts only pulls, storage usage and scans; derived datasets use the stored "
+                "snapshot of that day if one exists")
+
+
+def _stage(lake: Lake, request: ExtractRequest, frames: dict[str, pd.DataFrame]) -> dict[str, int]:
+    for name, frame in frames.items():
+        lake.write(name, request.day, request.run_id, frame)
+    return {name: len(frame) for name, frame in frames.items()}
+
+
+# ------------------------------------------------------------------------------ sources
+def extract_cluster(request: ExtractRequest, api_client, policy: Policy, lake: Lake) -> dict:
+    """tags, references, builds and namespaces from the OpenShift API."""
+    from .sources.openshift import extract_openshift
+
+    if not request.snapshot_readable:
+        log.warning(request.backfill_notice())
+        return {"skipped": request.backfill_notice()}
+    settings = policy.sources.openshift
+    snapshot, lister = extract_openshift(api_client, cluster=settings.cluster, page_size=settings.page_size,
+                                         max_retries=settings.max_retries)
+    counts = _stage(lake, request, {"tags": snapshot.tags_frame(), "references": snapshot.references_frame(),
+                                    "builds": snapshot.builds_frame(), "namespaces": snapshot.namespaces_frame()})
+    return {"rows": counts, "requests": lister.stats.requests, "restarts": lister.stats.restarts,
+            "missing_kinds": snapshot.missing_kinds}
+
+
+def extract_registry(request: ExtractRequest, client, lake: Lake, cache_dir: Path | None) -> dict:
+    """images and layers from the OCI distribution API, fetching only manifests not seen before."""
+    from .sources.registry import ParquetManifestCache
+
+    if not request.snapshot_readable:
+        log.warning(request.backfill_notice())
+        return {"skipped": request.backfill_notice()}
+    cache = ParquetManifestCache(cache_dir) if cache_dir is not None else None
+    snapshot = client.extract(cache=cache, known_digests=_tag_revision_digests(lake, request))
+    counts = _stage(lake, request, {"images": snapshot.images, "layers": snapshot.layers})
+    return {"rows": counts, "requests": dict(snapshot.stats.requests),
+            "manifest_gets_avoided": snapshot.stats.manifest_gets_avoided}
+
+
+def _tag_revision_digests(lake: Lake, request: ExtractRequest) -> dict[str, set[str]]:
+    """repository -> digests of every ImageStream tag revision the cluster step staged.
+
+    Older revisions are stored in the registry and are exactly what pruning removes, but no
+    tag reaches them through the registry API; the registry step fetches them by digest.
+    """
+    try:
+        tags = lake.read_staged("tags", request.day, request.run_id, columns=["namespace", "imagestream", "digest"])
+    except LakeNotFound:
+        log.warning("no staged tags for run %s: only tagged manifests are extracted", request.run_id)
+        return {}
+    repositories = tags["namespace"] + "/" + tags["imagestream"]
+    return {repo: set(group) for repo, group in tags["digest"].groupby(repositories)}
+
+
+def extract_pulls(request: ExtractRequest, location) -> pd.DataFrame:
+    from .sources.pulls import pulls_daily
+
+    return pulls_daily(location, request.day)
+
+
+def extract_pulls_step(request: ExtractRequest, location, lake: Lake) -> dict:
+    if location is None:
+        return {"skipped": "sources.pulls.location is not set in the policy; no pull history"}
+    return {"rows": _stage(lake, request, {"pulls_daily": extract_pulls(request, location)})}
+
+
+def extract_storage_step(request: ExtractRequest, client, policy: Policy, lake: Lake) -> dict:
+    from .sources.prometheus import storage_usage
+
+    settings = policy.sources.prometheus
+    start, end = request.window
+    frame = storage_usage(client, used_query=settings.used_query, capacity_query=settings.capacity_query,
+                          volume=settings.volume, start=start, end=end, step=settings.step,
+                          capacity_bytes=settings.capacity_bytes)
+    return {"rows": _stage(lake, request, {"storage_usage": frame}), "requests": client.requests}
+
+
+def extract_scans_step(request: ExtractRequest, location, lake: Lake) -> dict:
+    from .sources.scans import scans_for_day
+
+    if location is None:
+        return {"skipped": "sources.scans.location is not set in the policy; no scan reports"}
+    return {"rows": _stage(lake, request, {"scans": scans_for_day(location, request.day)})}
+
+
+# ------------------------------------------------------------------------------ gate + publish
+def _staged(lake: Lake, request: ExtractRequest) -> dict[str, pd.DataFrame]:
+    frames = {}
+    for name in SNAPSHOT_DATASETS + TIME_RANGED_DATASETS:
+        try:
+            frames[name] = lake.read_staged(name, request.day, request.run_id)
+        except LakeNotFound:
+            continue
+    return frames
+
+
+def _previous_counts(lake: Lake, request: ExtractRequest) -> tuple[dict[str, int], str | None]:
+    counts, run = {}, None
+    for name in SNAPSHOT_DATASETS:
+        previous = lake.previous_snapshot(name, request.day + timedelta(days=1))
+        if previous is not None and previous.run_id != request.run_id:
+            counts[name] = len(previous.frame)
+            run = run or f"{previous.run_id} ({previous.day.isoformat()})"
+    return counts, run
+
+
+def validate_and_publish(request: ExtractRequest, policy: Policy, lake: Lake, *, accept_shrink: bool = False):
+    """Run the quality gate on the staged run; commit it when it passes. Returns the GateResult."""
+    from .validate.gate import GateThresholds, run_quality_gate
+
+    frames = _staged(lake, request)
+    previous_counts, previous_run = _previous_counts(lake, request)
+    result = run_quality_gate(
+        frames, as_of=datetime.now(timezone.utc), run_id=request.run_id,
+        previous_counts=previous_counts, previous_run=previous_run,
+        thresholds=GateThresholds.from_policy(policy.validation, accept_shrink=accept_shrink),
+        required=SNAPSHOT_DATASETS if request.snapshot_readable else (),
+        not_extracted={} if request.snapshot_readable else dict.fromkeys(SNAPSHOT_DATASETS, request.backfill_notice()))
+    lake.write(datasets.VALIDATION, request.day, request.run_id, result.results)
+    if result.passed:
+        lake.commit(request.day, request.run_id, list(frames) + ["validation"])
+    else:
+        lake.commit(request.day, request.run_id, ["validation"])
+    return result
