@@ -213,7 +213,7 @@ def expected_images(s: Small) -> list[dict[str, Any]]:
         assert p.config is not None
         row = {"digest": p.digest, "repository": repository, "media_type": p.media_type, "size_bytes": p.image_size,
                "config_digest": p.config[0], "created_at": None, "architecture": None, "os": None, "labels": None,
-               "subject_digest": None, "index_digest": None, "managed": False}
+               "subject_digest": None, "index_digest": None, "managed": True}
         row.update(fields)
         return row
 
@@ -230,7 +230,7 @@ def expected_images(s: Small) -> list[dict[str, Any]]:
               index_digest=s.multi.digest),
         {"digest": s.multi.digest, "repository": "team-a/multi", "media_type": oci.OCI_INDEX,
          "size_bytes": len(s.multi.body), "config_digest": None, "created_at": None, "architecture": None,
-         "os": None, "labels": None, "subject_digest": None, "index_digest": None, "managed": False},
+         "os": None, "labels": None, "subject_digest": None, "index_digest": None, "managed": True},
         image(s.worker, "team-b/worker", created_at=pd.Timestamp(T0 + timedelta(days=4)), architecture="amd64",
               os="linux", labels='{"app":"worker"}'),
     ]
