@@ -2,8 +2,9 @@
 ### registry_extract
 
 Reads the OpenShift cluster (image streams, builds, every workload that can hold an image),
-the registry (catalog, tags, manifests), the registry's pull-event archive, Prometheus
-(registry volume usage) and Trivy scan reports, in parallel; stages them in the lake; and
+then the registry (catalog, tags, manifests, and every older tag revision by digest); in
+parallel the registry's pull-event archive, Prometheus (registry volume usage) and Trivy scan
+reports; stages them in the lake; and
 publishes the day's snapshot only if the Great Expectations quality gate passes. A failed,
 forbidden or truncated list fails its task, and a snapshot that shrinks implausibly against
 the previous one halts the run: nothing partial is ever published.
@@ -32,9 +33,13 @@ from registry_lifecycle.airflow import extract_tasks
     default_args={"owner": "platform", "retries": 2, "retry_delay": pendulum.duration(minutes=5)},
 )
 def registry_extract():
-    staged = [extract_tasks.openshift(), extract_tasks.registry(), extract_tasks.pulls(),
-              extract_tasks.storage(), extract_tasks.scans()]
-    extract_tasks.validate_and_publish(staged)
+    cluster = extract_tasks.openshift()
+    registry = extract_tasks.registry()
+    # The registry step fetches, by digest, the older tag revisions the cluster step found:
+    # the registry API cannot enumerate them, yet they are what pruning removes.
+    cluster >> registry
+    time_ranged = [extract_tasks.pulls(), extract_tasks.storage(), extract_tasks.scans()]
+    extract_tasks.validate_and_publish([cluster, registry, *time_ranged])
 
 
 registry_extract()

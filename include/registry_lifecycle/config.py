@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo,
+from pydantic import (AfterValidator, BaseModel, TypeAdapter, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo,
                       field_validator, model_validator)
 
 DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "policies" / "default.yaml"
@@ -30,9 +30,15 @@ def parse_duration(value: Any) -> timedelta:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return timedelta(seconds=value)
     match = _DURATION.match(str(value))
-    if not match:
-        raise ValueError(f"{value!r} is not a duration; write a number and a unit, e.g. 60m, 36h, 90d or 2w")
-    return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+    if match:
+        return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+    if str(value).startswith("P"):
+        # ISO 8601 ("PT5M"): what a policy dumped to JSON/YAML by pydantic contains, so it round-trips.
+        try:
+            return TypeAdapter(timedelta).validate_python(value)
+        except ValidationError:
+            pass
+    raise ValueError(f"{value!r} is not a duration; write a number and a unit, e.g. 60m, 36h, 90d or 2w")
 
 
 def parse_bytes(value: Any) -> int:
