@@ -126,8 +126,8 @@ def _extract(args: argparse.Namespace) -> int:
 
         with Sandbox(seed=args.seed, scale=args.scale, days=args.days, until=args.until or last) as sandbox:
             policy = policy_with(policy, sandbox.policy_document())
-            outcomes = build_sandbox_history(sandbox, lake, policy, first, last,
-                                             snapshot_every=args.snapshot_every, cache_dir=cache_dir)
+            outcomes = build_sandbox_history(sandbox, lake, policy, first, last, snapshot_every=args.snapshot_every,
+                                             cache_dir=cache_dir, accept_shrink=args.accept_shrink)
     else:
         endpoints = Endpoints.from_environment(policy)
         outcomes = []
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         from .demo import run_demo
 
         return run_demo(out=args.out, seed=args.seed, scale=args.scale, days=args.days,
-                        until=args.until or datetime.now(timezone.utc).date())
+                        until=args.until)
     raise AssertionError(f"unhandled command {args.command}")
 
 

@@ -153,14 +153,15 @@ def _staged(lake: Lake, request: ExtractRequest) -> dict[str, pd.DataFrame]:
     return frames
 
 
-def _previous_counts(lake: Lake, request: ExtractRequest) -> tuple[dict[str, int], str | None]:
-    counts, run = {}, None
+def _previous_counts(lake: Lake, request: ExtractRequest) -> tuple[dict[str, int], dict[str, str]]:
+    """Row counts of each snapshot dataset's previous snapshot, and the run each came from."""
+    counts, runs = {}, {}
     for name in SNAPSHOT_DATASETS:
         previous = lake.previous_snapshot(name, request.day + timedelta(days=1))
         if previous is not None and previous.run_id != request.run_id:
             counts[name] = len(previous.frame)
-            run = run or f"{previous.run_id} ({previous.day.isoformat()})"
-    return counts, run
+            runs[name] = f"{previous.run_id} ({previous.day.isoformat()})"
+    return counts, runs
 
 
 def validate_and_publish(request: ExtractRequest, policy: Policy, lake: Lake, *, accept_shrink: bool = False):

@@ -121,12 +121,14 @@ def run_extract(day: date, endpoints: Endpoints, policy: Policy, lake: Lake, *, 
 
 
 def build_sandbox_history(sandbox, lake: Lake, policy: Policy, first: date, last: date, *,
-                          snapshot_every: int = 1, cache_dir: Path | None = None) -> list[ExtractOutcome]:
+                          snapshot_every: int = 1, cache_dir: Path | None = None,
+                          accept_shrink: bool = False) -> list[ExtractOutcome]:
     """Extract every day from `first` to `last` on the sandbox, moving its clock to each day's end.
 
     Time-ranged datasets (pulls, storage, scans) are extracted for every day; the cluster
     snapshot every `snapshot_every` days and on `last`, since models and backtests need
-    snapshots only at their as-of dates.
+    snapshots only at their as-of dates. Stops at the first day the quality gate halts (that
+    outcome is the last one returned).
     """
     endpoints = Endpoints.from_sandbox(sandbox)
     outcomes = []
@@ -135,10 +137,11 @@ def build_sandbox_history(sandbox, lake: Lake, policy: Policy, first: date, last
         take_snapshot = (day - first).days % snapshot_every == 0 or day == last
         sandbox.set_clock(min(datetime.combine(day, time(23, 59, 59), tzinfo=timezone.utc), sandbox.world.until))
         outcome = run_extract(day, endpoints, policy, lake, run_id=f"sandbox__{day.isoformat()}",
-                              cache_dir=cache_dir, snapshot=take_snapshot,
+                              cache_dir=cache_dir, snapshot=take_snapshot, accept_shrink=accept_shrink,
                               skip_reason=f"this history build takes a cluster snapshot every {snapshot_every} days")
-        outcome.gate.raise_for_failures()
         outcomes.append(outcome)
+        if not outcome.published:
+            break
         day += timedelta(days=1)
     sandbox.set_clock(sandbox.world.until)
     return outcomes

@@ -93,9 +93,11 @@ class ScenarioBuilder:
             raise ValueError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
         if days < 14:
             raise ValueError("--days must be at least 14: the scenario needs a few weeks of history")
-        until = until or datetime.now(timezone.utc)
+        now = datetime.now(timezone.utc)
+        until = until or now
         if isinstance(until, date) and not isinstance(until, datetime):
-            until = datetime.combine(until, time(23, 59, 59), tzinfo=timezone.utc)
+            # A day means its end, but never later than now: a history must not reach the future.
+            until = min(datetime.combine(until, time(23, 59, 59), tzinfo=timezone.utc), now)
         elif until.tzinfo is None:
             until = until.replace(tzinfo=timezone.utc)
         self.until = until.replace(microsecond=0)

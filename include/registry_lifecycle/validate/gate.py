@@ -140,7 +140,7 @@ def _cell(text: str) -> str:
 def run_quality_gate(frames: Mapping[str, pd.DataFrame], *, as_of: datetime, run_id: str,
                      previous_counts: Mapping[str, int] | None,
                      thresholds: GateThresholds = GateThresholds(),
-                     previous_run: str | None = None, required: Collection[str] = (),
+                     previous_run: str | Mapping[str, str] | None = None, required: Collection[str] = (),
                      not_extracted: Mapping[str, str] | None = None) -> GateResult:
     """Validate the datasets of one extraction and decide whether the snapshot may be published.
 

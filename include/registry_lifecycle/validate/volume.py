@@ -57,12 +57,13 @@ class VolumeThresholds:
 
 
 def check_volume(current_counts: Mapping[str, int], previous_counts: Mapping[str, int] | None, *,
-                 thresholds: VolumeThresholds, previous_run: str | None = None) -> list[CheckResult]:
+                 thresholds: VolumeThresholds, previous_run: str | Mapping[str, str] | None = None) -> list[CheckResult]:
     """Compare each snapshot dataset's row count with the previous snapshot's.
 
     `previous_counts` is None when there is no previous snapshot at all (the first run):
     that is recorded as an informational pass, never as a failure. `previous_run` names the
-    run the counts came from, so a halted run says what it was compared with.
+    run the counts came from (one run, or a run per dataset), so a halted run says what it was
+    compared with.
     """
     results: list[CheckResult] = []
     for name, current in current_counts.items():
@@ -76,8 +77,9 @@ def check_volume(current_counts: Mapping[str, int], previous_counts: Mapping[str
                 f"{current:,} rows; no previous snapshot of {name} to compare with "
                 "(first run, or the dataset is new), so the volume check did not apply"))
             continue
-        results.append(_shrink(name, current, previous, thresholds, previous_run))
-        results.append(_growth(name, current, previous, thresholds, previous_run))
+        run = previous_run.get(name) if isinstance(previous_run, Mapping) else previous_run
+        results.append(_shrink(name, current, previous, thresholds, run))
+        results.append(_growth(name, current, previous, thresholds, run))
     return results
 
 
