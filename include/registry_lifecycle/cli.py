@@ -84,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     _add_sandbox_options(extract)
 
+    bench = commands.add_parser("bench", help="measure the performance targets (wall time, rows/s, requests, peak RSS)")
+    bench.add_argument("--stage", choices=["all", "extract"], default="all")
+    bench.add_argument("--scale", choices=["tiny", "S", "M", "L"], default="S")
+    bench.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
     demo = commands.add_parser("demo", help="what `make demo` runs: the lifecycle on the sandbox, reports in --out")
     demo.add_argument("--out", type=Path, default=Path("out"), help="folder for the reports (default: out)")
     _add_sandbox_options(demo)
@@ -164,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(args)
     if args.command == "extract":
         return _extract(args)
+    if args.command == "bench":
+        from .bench import run_bench
+
+        return run_bench(args.stage, args.scale, args.json)
     if args.command == "demo":
         from .demo import run_demo
 

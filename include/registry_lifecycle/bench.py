@@ -1,0 +1,137 @@
+"""`reglife bench`: the performance targets of DESIGN.md, measured and printed (never asserted in
+a test, where a busy CI machine would make them flaky).
+
+The sandbox runs in its own process, as a real API server and registry would, so that the
+extraction's wall time, request counts and peak RSS are the pipeline's alone. Each stage is
+measured on a cold run (empty manifest cache) and a warm re-run (what a daily run costs).
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+
+
+@dataclass
+class StageFigures:
+    stage: str
+    scale: str
+    run: str
+    wall_seconds: float
+    rows: int
+    rows_per_second: float
+    registry_requests: int
+    kubernetes_requests: int
+    manifest_and_blob_gets: int
+    peak_rss_mib: float
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class SandboxProcess:
+    """`reglife sandbox serve` in a child process; its endpoints and request counters."""
+
+    def __init__(self, scale: str, seed: int, data_dir: Path) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "registry_lifecycle.cli", "sandbox", "serve", "--scale", scale, "--seed", str(seed),
+             "--port", "0", "--data-dir", str(data_dir)],
+            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError("the sandbox did not start; run `reglife -v sandbox serve` to see why")
+        self.endpoints = json.loads(line)
+
+    def counts(self) -> dict[str, int]:
+        registry = httpx.get(self.endpoints["registry"] + "/_sandbox/stats").json()
+        kubernetes = httpx.get(self.endpoints["kubernetes"] + "/_sandbox/stats").json()
+        return {"registry": registry.get("registry", 0),
+                "fetches": registry.get("registry.manifest_get", 0) + registry.get("registry.blob_get", 0),
+                "kubernetes": kubernetes.get("kubernetes", 0)}
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=60)
+
+
+def bench_extract(scale: str, seed: int = 7) -> list[StageFigures]:
+    """Cold and warm extraction of today's snapshot from a sandbox of `scale`."""
+    from datetime import datetime, timezone
+
+    from .config import load_policy, policy_with
+    from .lake import Lake
+    from .pipeline import Endpoints, run_extract
+    from .sources.locations import open_location
+
+    figures = []
+    with tempfile.TemporaryDirectory(prefix="reglife-bench-") as tmp:
+        root = Path(tmp)
+        started = time.monotonic()
+        sandbox = SandboxProcess(scale, seed, root / "sandbox")
+        print(f"# sandbox {scale} generated and serving in {time.monotonic() - started:.0f} s", file=sys.stderr)
+        try:
+            credentials = json.loads(Path(sandbox.endpoints["registry_credentials"]).read_text())
+            endpoints = Endpoints(kubeconfig=sandbox.endpoints["kubeconfig"], registry_url=sandbox.endpoints["registry"],
+                                  registry_username=credentials.get("username"),
+                                  registry_password=credentials.get("password"),
+                                  prometheus_url=sandbox.endpoints["prometheus"],
+                                  pulls=open_location(sandbox.endpoints["pulls"]),
+                                  scans=open_location(sandbox.endpoints["scans"]))
+            policy = policy_with(load_policy(), {"sources": {"pulls": {"location": sandbox.endpoints["pulls"]},
+                                                             "scans": {"location": sandbox.endpoints["scans"]}}})
+            day = datetime.fromisoformat(sandbox.endpoints["history"]["until"]).astimezone(timezone.utc).date()
+            lake = Lake(str(root / "lake"))
+            for run in ("cold", "warm"):
+                before = sandbox.counts()
+                started = time.monotonic()
+                outcome = run_extract(day, endpoints, policy, lake, run_id=f"bench-{run}", cache_dir=root / "cache",
+                                      accept_shrink=True)
+                wall = time.monotonic() - started
+                after = sandbox.counts()
+                rows = sum(sum(summary.get("rows", {}).values()) for summary in outcome.summaries.values())
+                figures.append(StageFigures(
+                    "extract", scale, run, round(wall, 1), rows, round(rows / wall), after["registry"] - before["registry"],
+                    after["kubernetes"] - before["kubernetes"], after["fetches"] - before["fetches"],
+                    round(_peak_rss_mib())))
+        finally:
+            sandbox.stop()
+    return figures
+
+
+def print_table(figures: list[StageFigures]) -> None:
+    header = ("stage", "scale", "run", "wall s", "rows", "rows/s", "registry req", "kube req", "manifest+blob GETs",
+              "peak RSS MiB")
+    print(" | ".join(header))
+    print(" | ".join("---" for _ in header))
+    for f in figures:
+        print(" | ".join(str(v) for v in (f.stage, f.scale, f.run, f.wall_seconds, f"{f.rows:,}", f"{f.rows_per_second:,}",
+                                          f"{f.registry_requests:,}", f"{f.kubernetes_requests:,}",
+                                          f"{f.manifest_and_blob_gets:,}", f.peak_rss_mib)))
+    cold = next((f for f in figures if f.stage == "extract" and f.run == "cold"), None)
+    warm = next((f for f in figures if f.stage == "extract" and f.run == "warm"), None)
+    if cold and warm and cold.manifest_and_blob_gets:
+        share = warm.manifest_and_blob_gets / cold.manifest_and_blob_gets
+        print(f"\nwarm re-run fetched {share:.1%} of the cold run's manifests and blobs (target: at most 5%); "
+              f"all registry requests: {warm.registry_requests / max(cold.registry_requests, 1):.0%} "
+              "(HEADs per tag and referrers lookups still grow with the registry)")
+
+
+def run_bench(stage: str, scale: str, as_json: bool) -> int:
+    figures: list[StageFigures] = []
+    if stage in ("all", "extract"):
+        figures += bench_extract(scale)
+    if as_json:
+        print(json.dumps([asdict(f) for f in figures], indent=2))
+    else:
+        print_table(figures)
+    return 0
