@@ -25,10 +25,10 @@ def _say(text: str = "") -> None:
 
 def inventory_through_apis(sandbox: Sandbox) -> dict:
     """Count what the sandbox serves, through the real kubernetes client and the registry API."""
-    import httpx
     from kubernetes import config as kube_config
 
     from .sources.kube_lister import KubeLister
+    from .sources.registry import RegistryClient
 
     api_client = kube_config.new_client_from_config(config_file=sandbox.endpoints["kubeconfig"])
     lister = KubeLister(api_client, page_size=200)
@@ -38,18 +38,15 @@ def inventory_through_apis(sandbox: Sandbox) -> dict:
     revisions = sum(len(tag.get("items") or []) for stream in streams for tag in (stream.get("status") or {}).get("tags") or [])
     layer_sizes = {layer["name"]: layer["size"] for image in images for layer in image.get("dockerImageLayers") or []}
     credentials = json.loads(Path(sandbox.endpoints["registry_credentials"]).read_text())
-    with httpx.Client(base_url=sandbox.endpoints["registry"], timeout=30) as http:
-        challenge = http.get("/v2/").headers.get("WWW-Authenticate", "")
-        realm = challenge.split('realm="', 1)[1].split('"', 1)[0]
-        token = http.get(realm, params={"service": "sandbox-registry", "scope": "registry:catalog:*"},
-                         auth=(credentials["username"], credentials["password"])).json()["token"]
-        catalog = http.get("/v2/_catalog", params={"n": 1000}, headers={"Authorization": f"Bearer {token}"}).json()
+    with RegistryClient(sandbox.endpoints["registry"], username=credentials["username"],
+                        password=credentials["password"]) as registry:
+        repositories = registry.catalog()
     return {
         "namespaces": len(namespaces),
         "image_streams": len(streams),
         "images": len(images),
         "tag_revisions": revisions,
-        "repositories": len(catalog.get("repositories") or []),
+        "repositories": len(repositories),
         "unique_layer_bytes": sum(layer_sizes.values()),
         "naive_image_bytes": sum(layer["size"] for image in images for layer in image.get("dockerImageLayers") or []),
         "api_requests": lister.stats.requests,
