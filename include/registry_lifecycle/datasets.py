@@ -38,7 +38,9 @@ IMAGES = Dataset("images", _schema(
 LAYERS = Dataset("layers", _schema(
     ("image_digest", pa.string(), False), ("layer_digest", pa.string(), False), ("size_bytes", pa.int64(), False),
     ("position", pa.int32(), False),
-), ("image_digest", "position"), True, "one row per (image, layer); config blobs have position -1")
+), ("image_digest", "position"), True,
+    "one row per (image, blob): layers at 0..n-1, the config blob at -1 and the manifest itself at -2, "
+    "since a registry GC frees all three")
 
 TAGS = Dataset("tags", _schema(
     ("namespace", pa.string(), False), ("imagestream", pa.string(), False), ("tag", pa.string(), False),
@@ -75,6 +77,11 @@ BUILDS = Dataset("builds", _schema(
     ("completed_at", TS, True),
 ), ("namespace", "name"), True, "OpenShift Builds and their outputs")
 
+INDEX_CHILDREN = Dataset("index_children", _schema(
+    ("index_digest", pa.string(), False), ("child_digest", pa.string(), False),
+), ("index_digest", "child_digest"), True,
+    "every (index, child) edge of multi-arch indexes: a child listed by two indexes is kept while either is")
+
 NAMESPACES = Dataset("namespaces", _schema(
     ("namespace", pa.string(), False), ("labels", pa.string(), False), ("annotations", pa.string(), False),
 ), ("namespace",), True, "namespaces with their labels (env, tier, dr) and annotations (legal hold), as JSON")
@@ -85,7 +92,7 @@ VALIDATION = Dataset("validation", _schema(
 ), ("dataset", "expectation", "run_id"), False, "data-quality results")
 
 ALL: dict[str, Dataset] = {d.name: d for d in (IMAGES, LAYERS, TAGS, REFERENCES, PULLS_DAILY, SCANS,
-                                               STORAGE_USAGE, BUILDS, NAMESPACES, VALIDATION)}
+                                               STORAGE_USAGE, BUILDS, NAMESPACES, INDEX_CHILDREN, VALIDATION)}
 
 
 def register(dataset: Dataset) -> Dataset:

@@ -24,7 +24,7 @@ from .lake import Lake, LakeNotFound
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_DATASETS = ("images", "layers", "tags", "references", "builds", "namespaces")
+SNAPSHOT_DATASETS = ("images", "layers", "index_children", "tags", "references", "builds", "namespaces")
 TIME_RANGED_DATASETS = ("pulls_daily", "storage_usage", "scans")
 # How far behind "now" a run's day may be for snapshot sources to still describe it.
 SNAPSHOT_FRESHNESS = timedelta(hours=36)
@@ -83,7 +83,7 @@ def extract_cluster(request: ExtractRequest, api_client, policy: Policy, lake: L
 
 
 def extract_registry(request: ExtractRequest, client, lake: Lake, cache_dir: Path | None) -> dict:
-    """images and layers from the OCI distribution API, fetching only manifests not seen before."""
+    """images, layers and index_children from the OCI distribution API, fetching only manifests not seen before."""
     from .sources.registry import ParquetManifestCache
 
     if not request.snapshot_readable:
@@ -91,7 +91,8 @@ def extract_registry(request: ExtractRequest, client, lake: Lake, cache_dir: Pat
         return {"skipped": request.backfill_notice()}
     cache = ParquetManifestCache(cache_dir) if cache_dir is not None else None
     snapshot = client.extract(cache=cache, known_digests=_tag_revision_digests(lake, request))
-    counts = _stage(lake, request, {"images": snapshot.images, "layers": snapshot.layers})
+    counts = _stage(lake, request, {"images": snapshot.images, "layers": snapshot.layers,
+                                    "index_children": snapshot.index_children})
     return {"rows": counts, "requests": dict(snapshot.stats.requests),
             "manifest_gets_avoided": snapshot.stats.manifest_gets_avoided}
 

@@ -1,6 +1,6 @@
 """The pull-event archive looks like what a registry notification endpoint stores, and reads
-back to exactly the pull counts it was written from: the extract step's pulls_daily and
-every reuse model downstream depend on that."""
+back through the product's reader (`sources.pulls`) to exactly the pull counts it was written
+from: the extract step's pulls_daily and every reuse model downstream depend on that."""
 from __future__ import annotations
 
 import gzip
@@ -12,15 +12,10 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 
 from registry_lifecycle.sandbox.model import PullRecord
-from registry_lifecycle.sandbox.pull_archive import (
-    ArchiveFormatError,
-    PushRecord,
-    envelopes_for_day,
-    push_envelopes,
-    read_archive_day,
-    read_archive_file,
-    write_archive,
-)
+from registry_lifecycle.sandbox.pull_archive import PushRecord, envelopes_for_day, push_envelopes, write_archive
+from registry_lifecycle.sources.errors import SourceMalformed, SourceUnavailable
+from registry_lifecycle.sources.locations import open_location
+from registry_lifecycle.sources.pulls import events_for_day
 
 DAY = date(2026, 3, 4)                       # a Wednesday
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -55,17 +50,22 @@ def events_of(lines: list[bytes]) -> list[dict]:
     return [event for line in lines for event in json.loads(line)["events"]]
 
 
+def read_day(root, day: date = DAY, *, cluster: str | None = None) -> list[dict]:
+    """The archived events of one day, read the way the extract step reads them."""
+    return list(events_for_day(open_location(str(root)), day, cluster=cluster))
+
+
 def test_round_trip_reads_back_every_pull(tmp_path):
     """Events per (cluster, repository, digest) equal the records' pull counts; tags and sizes survive."""
     records = day_records()
     paths = write_archive(tmp_path, DAY, records, seed=11)
     assert [p.relative_to(tmp_path).as_posix() for p in paths] == [
         "dt=2026-03-04/events-prod-east.ndjson", "dt=2026-03-04/events-prod-west.ndjson"]
-    events = list(read_archive_day(tmp_path, DAY))
+    events = read_day(tmp_path)
     assert len(events) == sum(r.pulls for r in records)
     for cluster in ("prod-east", "prod-west"):
         counted = Counter((e["target"]["repository"], e["target"]["digest"], e["target"].get("tag"))
-                          for e in read_archive_day(tmp_path, DAY, cluster=cluster))
+                          for e in read_day(tmp_path, cluster=cluster))
         expected = {(r.repository, r.digest, r.tag): r.pulls for r in records if r.cluster == cluster and r.pulls}
         assert counted == expected
     for event in events:
@@ -111,7 +111,7 @@ def test_gzip_archive_is_deterministic_and_reads_like_plain(tmp_path):
     assert all(p.name.endswith(".ndjson.gz") for p in zipped)
     assert [p.read_bytes() for p in zipped] == [p.read_bytes() for p in rezipped]
     assert gzip.decompress(zipped[0].read_bytes()) == plain[0].read_bytes()
-    assert list(read_archive_day(tmp_path / "gz", DAY)) == list(read_archive_day(tmp_path / "plain", DAY))
+    assert read_day(tmp_path / "gz") == read_day(tmp_path / "plain")
 
 
 def test_switching_to_gzip_replaces_the_plain_file(tmp_path):
@@ -120,7 +120,7 @@ def test_switching_to_gzip_replaces_the_plain_file(tmp_path):
     write_archive(tmp_path, DAY, day_records(), seed=2, compress=True)
     names = sorted(p.name for p in (tmp_path / "dt=2026-03-04").iterdir())
     assert names == ["events-prod-east.ndjson.gz", "events-prod-west.ndjson.gz"]
-    assert len(list(read_archive_day(tmp_path, DAY))) == sum(r.pulls for r in day_records())
+    assert len(read_day(tmp_path)) == sum(r.pulls for r in day_records())
 
 
 def test_a_malformed_line_names_its_file_and_line(tmp_path):
@@ -128,33 +128,44 @@ def test_a_malformed_line_names_its_file_and_line(tmp_path):
     lines = path.read_bytes().splitlines(keepends=True)
     assert len(lines) >= 4
     path.write_bytes(b"".join(lines[:2] + [b'{"events": [{"id": "x", "action": "pull"\n'] + lines[2:]))
-    with pytest.raises(ArchiveFormatError) as raised:
-        list(read_archive_day(tmp_path, DAY))
-    assert raised.value.path == path and raised.value.line == 3
-    assert str(raised.value).startswith(f"{path}:3: malformed JSON")
+    with pytest.raises(SourceMalformed) as raised:
+        read_day(tmp_path)
+    assert raised.value.what == f"{path} line 3"
+    assert raised.value.detail.startswith("malformed JSON at column ")
 
 
 def test_a_line_that_is_not_an_envelope_is_refused(tmp_path):
     path = tmp_path / "dt=2026-03-04" / "events-lab.ndjson"
     path.parent.mkdir(parents=True)
     path.write_bytes(b'{"events": []}\n\n[1, 2]\n')
-    with pytest.raises(ArchiveFormatError, match=r"events-lab\.ndjson:3: not a notification envelope"):
-        list(read_archive_file(path))
+    with pytest.raises(SourceMalformed, match=r"events-lab\.ndjson line 3: not a notification envelope"):
+        read_day(tmp_path)
+
+
+def test_an_event_without_action_or_target_is_refused(tmp_path):
+    path = tmp_path / "dt=2026-03-04" / "events-lab.ndjson"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b'{"events": [{"action": "pull", "target": {}}, {"action": "pull"}]}\n')
+    with pytest.raises(SourceMalformed, match=r"events-lab\.ndjson line 1: event 1 lacks an action or a target"):
+        read_day(tmp_path)
 
 
 def test_a_truncated_gzip_file_names_its_file(tmp_path):
     path = write_archive(tmp_path, DAY, day_records(), seed=4, compress=True)[0]
     path.write_bytes(path.read_bytes()[:-200])
-    with pytest.raises(ArchiveFormatError, match=r"events-prod-east\.ndjson\.gz:\d+: "):
-        list(read_archive_file(path))
+    with pytest.raises(SourceMalformed, match=r"events-prod-east\.ndjson\.gz: unreadable gzip data") as raised:
+        read_day(tmp_path, cluster="prod-east")
+    assert raised.value.what == str(path)
 
 
 def test_a_missing_day_is_an_error_not_an_empty_day(tmp_path):
-    with pytest.raises(FileNotFoundError, match="2026-03-05"):
-        list(read_archive_day(tmp_path, DAY + timedelta(days=1)))
+    with pytest.raises(SourceUnavailable, match="2026-03-05") as missing_day:
+        read_day(tmp_path, DAY + timedelta(days=1))
+    assert missing_day.value.what == f"{tmp_path}/dt=2026-03-05"
     write_archive(tmp_path, DAY, day_records(), seed=1)
-    with pytest.raises(FileNotFoundError, match="cluster dr-site"):
-        list(read_archive_day(tmp_path, DAY, cluster="dr-site"))
+    with pytest.raises(SourceUnavailable, match="cluster dr-site") as missing_cluster:
+        read_day(tmp_path, cluster="dr-site")
+    assert missing_cluster.value.what.startswith(f"{tmp_path}/dt=2026-03-04/events-dr-site.ndjson")
 
 
 def test_records_of_another_day_are_refused(tmp_path):
@@ -204,7 +215,7 @@ def test_pushes_are_put_events_at_their_exact_time(tmp_path):
     assert event["target"]["tag"] == "v1.5.0" and event["target"]["digest"] == digest(9)
     assert event["actor"]["name"] == "system:serviceaccount:payments:builder"
     write_archive(tmp_path, DAY, day_records(), seed=1, pushes=[push])
-    actions = Counter(e["action"] for e in read_archive_day(tmp_path, DAY, cluster="prod-east"))
+    actions = Counter(e["action"] for e in read_day(tmp_path, cluster="prod-east"))
     assert actions == {"pull": 300, "push": 1}
     with pytest.raises(ValueError, match="push at 2026-03-05"):
         write_archive(tmp_path, DAY, [], seed=1, pushes=[PushRecord(at + timedelta(days=1), "a/b", digest(1), None,
@@ -216,4 +227,4 @@ def test_an_idle_cluster_still_gets_a_file(tmp_path):
     idle = [PullRecord(DAY.isoformat(), "reports/monthly", digest(4), "2026-02", "dr-site", 0, MANIFEST, 980)]
     (path,) = write_archive(tmp_path, DAY, idle, seed=1)
     assert path.read_bytes() == b""
-    assert list(read_archive_day(tmp_path, DAY, cluster="dr-site")) == []
+    assert read_day(tmp_path, cluster="dr-site") == []

@@ -241,6 +241,7 @@ def expected_layers(s: Small) -> list[dict[str, Any]]:
     rows = []
     for p in (s.api, s.signature, s.sbom, s.amd64, s.arm64, s.worker):
         assert p.config is not None
+        rows.append({"image_digest": p.digest, "layer_digest": p.digest, "size_bytes": len(p.body), "position": -2})
         rows.append({"image_digest": p.digest, "layer_digest": p.config[0], "size_bytes": p.config[1], "position": -1})
         rows.extend({"image_digest": p.digest, "layer_digest": digest, "size_bytes": size, "position": position}
                     for position, (digest, size) in enumerate(p.layers))

@@ -97,10 +97,12 @@ def snapshot() -> dict[str, pd.DataFrame]:
          "ref": None, "completed_at": None},
     ]
     namespaces = [{"namespace": "shop", "labels": '{"env": "prod"}', "annotations": "{}"}]
+    index_children = [{"index_digest": image["index_digest"], "child_digest": image["digest"]}
+                      for image in images if image.get("index_digest")]
     return {name: frame(name, rows) for name, rows in (
         ("images", images), ("layers", layers), ("tags", tags), ("references", references),
         ("pulls_daily", pulls_daily), ("scans", scans), ("storage_usage", storage_usage), ("builds", builds),
-        ("namespaces", namespaces))}
+        ("namespaces", namespaces), ("index_children", index_children))}
 
 
 @pytest.fixture

@@ -161,6 +161,7 @@ def test_every_reference_resolves_on_a_clean_snapshot(frames):
     results = foreign_keys(frames)
     assert set(results) == {("tags", "digest in images.digest"), ("layers", "image_digest in images.digest"),
                             ("images", "index_digest in images.digest"),
+                            ("index_children", "child_digest in images.digest"),
                             ("images", "subject_digest in images.digest")}
     assert all(check.success for check in results.values())
 

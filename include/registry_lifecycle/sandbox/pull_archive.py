@@ -6,11 +6,12 @@ manifest GET and PUT to its notification endpoints as an envelope `{"events": [.
 API has no "last pulled" field. Production archives those envelopes one per line (NDJSON),
 partitioned by day, one file per cluster: `<root>/dt=YYYY-MM-DD/events-<cluster>.ndjson[.gz]`.
 
-The sandbox writes that archive from the scenario's daily pull counts so that the extract
-step parses real-shaped events, with what makes real ones awkward: events of several
-registry replicas interleaved, envelopes of many unrelated events, pulls by tag and by
-digest, scanners and mirrors beside the kubelet. Everything is derived from a seed and the
-record's content, so the same inputs always give byte-identical files.
+The sandbox only writes that archive, from the scenario's daily pull counts; its one reader
+is `sources.pulls`, the extract step's source. The events are real-shaped, with what makes
+real ones awkward: events of several registry replicas interleaved, envelopes of many
+unrelated events, pulls by tag and by digest, scanners and mirrors beside the kubelet.
+Everything is derived from a seed and the record's content, so the same inputs always give
+byte-identical files.
 """
 from __future__ import annotations
 
@@ -20,12 +21,11 @@ import json
 import os
 import re
 import uuid
-import zlib
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import IO, Iterable, Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -52,19 +52,9 @@ _HOURLY_ACTIVITY = np.array([1, 1, 1, 1, 1, 1, 1.5, 2.5, 4, 5, 5, 5, 4, 5, 5, 5,
 HOURLY_WEIGHTS = _HOURLY_ACTIVITY / _HOURLY_ACTIVITY.sum()
 
 _CLUSTER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-_FILE_RE = re.compile(r"events-(.+)\.ndjson(\.gz)?")
 _NS_PER_HOUR = 3_600 * 10 ** 9
 _EPOCH = date(1970, 1, 1)
 _EPOCH_UTC = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-
-class ArchiveFormatError(ValueError):
-    """A line of the archive that is not a notification envelope; names the file and line."""
-
-    def __init__(self, path: Path, line: int, reason: str) -> None:
-        super().__init__(f"{path}:{line}: {reason}")
-        self.path = path
-        self.line = line
 
 
 @dataclass(frozen=True)
@@ -401,75 +391,3 @@ def _write_atomically(path: Path, lines: Iterable[bytes], compress: bool) -> Non
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-
-
-def archive_files(root: Path, day: date) -> dict[str, Path]:
-    """cluster -> file of one day's partition; FileNotFoundError if the partition does not exist."""
-    directory = partition_dir(root, day)
-    if not directory.is_dir():
-        raise FileNotFoundError(f"no pull-event archive for {day.isoformat()}: {directory} does not exist")
-    files: dict[str, Path] = {}
-    for path in sorted(directory.iterdir()):
-        match = _FILE_RE.fullmatch(path.name)
-        if match is None:
-            continue
-        cluster = match.group(1)
-        if cluster in files:
-            raise ValueError(f"{directory}: both {files[cluster].name} and {path.name} exist for cluster "
-                             f"{cluster}; keep one, or its pulls count twice")
-        files[cluster] = path
-    return files
-
-
-def read_archive_file(path: Path) -> Iterator[dict]:
-    """The events of one archive file, gzip or not (told by its magic bytes, not its name)."""
-    path = Path(path)
-    with open(path, "rb") as raw:
-        compressed = raw.read(2) == b"\x1f\x8b"
-    stream: IO[bytes] = gzip.open(path, "rb") if compressed else open(path, "rb")
-    line_number = 0
-    with stream:
-        lines = iter(stream)
-        while True:
-            try:
-                line = next(lines)
-            except StopIteration:
-                return
-            except (EOFError, OSError, zlib.error) as exc:
-                raise ArchiveFormatError(path, line_number + 1, f"unreadable compressed data: {exc}") from None
-            line_number += 1
-            if not line.strip():
-                continue
-            yield from _envelope_events(path, line_number, line)
-
-
-def _envelope_events(path: Path, line_number: int, line: bytes) -> list[dict]:
-    try:
-        envelope = json.loads(line)
-    except UnicodeDecodeError as exc:
-        raise ArchiveFormatError(path, line_number, f"not UTF-8: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise ArchiveFormatError(path, line_number, f"malformed JSON at column {exc.colno}: {exc.msg}") from None
-    if not isinstance(envelope, dict) or not isinstance(envelope.get("events"), list):
-        raise ArchiveFormatError(path, line_number, 'not a notification envelope (an object with an "events" list)')
-    for index, event in enumerate(envelope["events"]):
-        if not (isinstance(event, dict) and isinstance(event.get("action"), str)
-                and isinstance(event.get("target"), dict)):
-            raise ArchiveFormatError(path, line_number, f"event {index} lacks an action or a target")
-    return envelope["events"]
-
-
-def read_archive_day(root: Path, day: date, *, cluster: str | None = None) -> Iterator[dict]:
-    """Every event of one day (or of one cluster's file that day), files in cluster order.
-
-    A missing partition or cluster file raises FileNotFoundError: for the extract step, "no
-    archive" is a failed source, not a day without pulls (an idle cluster still has a file).
-    """
-    files = archive_files(root, day)
-    if cluster is not None:
-        if cluster not in files:
-            raise FileNotFoundError(f"no pull-event archive for cluster {cluster} on {day.isoformat()} "
-                                    f"in {partition_dir(root, day)}")
-        files = {cluster: files[cluster]}
-    for path in files.values():
-        yield from read_archive_file(path)

@@ -403,6 +403,7 @@ class RegistrySnapshot:
 
     images: pd.DataFrame                       # datasets.IMAGES
     layers: pd.DataFrame                       # datasets.LAYERS
+    index_children: pd.DataFrame               # datasets.INDEX_CHILDREN
     tags_by_repo: dict[str, dict[str, str]]    # repository -> {tag: manifest digest}
     stats: ExtractStats
 
@@ -673,6 +674,35 @@ class RegistryClient:
                 raise SourceTruncated(SOURCE, what, "the referrers Link does not advance", _FIX_TRUNCATED)
         return found
 
+    def delete_manifest(self, repository: str, digest: str) -> bool:
+        """Delete a manifest revision by digest (`DELETE /v2/<repo>/manifests/<digest>`).
+
+        True when the registry deleted it (202), False when it no longer holds it (404), which
+        makes a retried deletion idempotent. The token is asked for with the `delete` action
+        under a scope key of its own, so a delete-only token never replaces the pull token the
+        same repository's reads use. Distribution answers 405 UNSUPPORTED while deletes are
+        disabled in its config: that raises SourceError with the setting that enables them.
+        """
+        if not _DIGEST.match(digest):
+            raise ValueError(f"a manifest is deleted by its sha256 digest, not {digest[:80]!r}: registries "
+                             "refuse deletion by tag")
+        path = f"/v2/{repository}/manifests/{digest}"
+        what = f"DELETE {path}"
+        scope_key = f"{repository}#delete"
+        with self._auth_lock:
+            self._scopes.setdefault(scope_key, f"repository:{repository}:delete")
+        response = self._request("DELETE", path, endpoint="manifest_delete", scope_key=scope_key, what=what)
+        if response.status_code == 404:
+            return False
+        if response.status_code == 405:
+            raise SourceError(SOURCE, what, f"HTTP 405{_error_suffix(response)}",
+                              "The registry has deletes disabled: set storage.delete.enabled: true in its config "
+                              "(the OpenShift image registry allows them for the system:image-pruner role).")
+        if response.status_code not in (200, 202):
+            raise SourceError(SOURCE, what, f"unexpected HTTP {response.status_code}{_error_suffix(response)}",
+                              "The registry refused a deletion a distribution v2 registry accepts.")
+        return True
+
     # ------------------------------------------------------------------ extraction
     def extract(self, repositories: Iterable[str] | None = None, *,
                 cache: ManifestCache | None = None,
@@ -696,11 +726,11 @@ class RegistryClient:
         finally:
             if cache is not None:
                 cache.flush()
-        images, layers = run.frames()
+        images, layers, index_children = run.frames()
         stats, self._stats = self._stats, ExtractStats()
         log.info("registry extract: %d repositories, %d images, %d layer rows; %s; %d manifest GETs avoided",
                  len(run.tags_by_repo), len(images), len(layers), dict(stats.requests), stats.manifest_gets_avoided)
-        return RegistrySnapshot(images, layers, run.tags_by_repo, stats)
+        return RegistrySnapshot(images, layers, index_children, run.tags_by_repo, stats)
 
     # ------------------------------------------------------------------ HTTP
     def _request(self, method: str, url: httpx.URL | str, *, endpoint: str, scope_key: str, what: str,
@@ -1011,20 +1041,27 @@ class _Extraction:
         return future.result()
 
     # ---------------------------------------------------------------- frames
-    def frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """The images and layers datasets, rows sorted by key, typed by their contracts."""
+    def frames(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        """The images, layers and index_children datasets, rows sorted by key, typed by their contracts."""
         import pyarrow as pa
 
-        from ..datasets import IMAGES, LAYERS
+        from ..datasets import IMAGES, INDEX_CHILDREN, LAYERS
 
         images: list[dict[str, Any]] = []
         layers: list[dict[str, Any]] = []
+        edges: list[dict[str, Any]] = []
         for digest in sorted(self.manifests):
             manifest, config = self.manifests[digest]
             config = config or {}
             if manifest.is_index:
                 size = len(manifest.body)
+                edges.extend({"index_digest": digest, "child_digest": child.digest}
+                             for child in sorted(manifest.children, key=lambda child: child.digest)
+                             if child.digest in self.manifests)
             else:
+                # The manifest is a blob too: a registry GC frees it with the image's layers.
+                layers.append({"image_digest": digest, "layer_digest": digest, "size_bytes": len(manifest.body),
+                               "position": -2})
                 assert manifest.config is not None
                 size = manifest.config.size + sum(layer.size for layer in manifest.layers)
                 layers.append({"image_digest": digest, "layer_digest": manifest.config.digest,
@@ -1047,7 +1084,8 @@ class _Extraction:
                 "managed": True,
             })
         return (pa.Table.from_pylist(images, schema=IMAGES.schema).to_pandas(),
-                pa.Table.from_pylist(layers, schema=LAYERS.schema).to_pandas())
+                pa.Table.from_pylist(layers, schema=LAYERS.schema).to_pandas(),
+                pa.Table.from_pylist(edges, schema=INDEX_CHILDREN.schema).to_pandas())
 
     # ---------------------------------------------------------------- helpers
     def _keep_min(self, mapping: dict[str, str], key: str, value: str) -> None:

@@ -25,8 +25,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..datasets import (BUILDS, IMAGES, LAYERS, NAMESPACES, PULLS_DAILY, REFERENCES, SCANS, STORAGE_USAGE, TAGS,
-                        Dataset)
+from ..datasets import (BUILDS, IMAGES, INDEX_CHILDREN, LAYERS, NAMESPACES, PULLS_DAILY, REFERENCES, SCANS,
+                        STORAGE_USAGE, TAGS, Dataset)
 from . import CRITICAL, WARNING, CheckResult, Severity
 
 # GX logs at INFO while it imports (its docs decorators) and at DEBUG for every renderer it
@@ -44,8 +44,8 @@ from great_expectations.data_context.types.base import (  # noqa: E402
 )
 from great_expectations.expectations.metadata_types import FailureSeverity  # noqa: E402
 
-VALIDATED: tuple[Dataset, ...] = (IMAGES, LAYERS, TAGS, REFERENCES, PULLS_DAILY, SCANS, STORAGE_USAGE, BUILDS,
-                                  NAMESPACES)
+VALIDATED: tuple[Dataset, ...] = (IMAGES, LAYERS, INDEX_CHILDREN, TAGS, REFERENCES, PULLS_DAILY, SCANS,
+                                  STORAGE_USAGE, BUILDS, NAMESPACES)
 """The datasets an extraction produces, in the order the gate reports them."""
 
 TRIVY_SEVERITIES = ("UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL")
@@ -311,6 +311,8 @@ FOREIGN_KEYS: tuple[ForeignKey, ...] = (
     ForeignKey(IMAGES.name, "index_digest", IMAGES.name, "digest", CRITICAL,
                "a multi-arch child names an index the snapshot lacks; children of a kept index must be kept, "
                "so the GC cannot decide about them — re-run the extraction"),
+    ForeignKey(INDEX_CHILDREN.name, "child_digest", IMAGES.name, "digest", CRITICAL,
+               "an index lists a child the image listing does not hold — re-run the extraction"),
     ForeignKey(IMAGES.name, "subject_digest", IMAGES.name, "digest", WARNING,
                "signatures, SBOMs or attestations whose subject image is gone: orphans left when an image "
                "was deleted without its referrers — GC candidates, not an extraction error"),
