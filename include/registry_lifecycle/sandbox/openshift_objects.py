@@ -2,7 +2,8 @@
 `image.openshift.io/v1` serves them (openshift/api image/v1/types.go).
 
 ImageStreams change with every push and `oc tag`, so they are rendered for the instant asked,
-unlike workloads, whose bodies are fixed for their lifetime.
+unlike workloads, whose bodies are fixed for their lifetime. A status write is applied back
+onto the world's tag histories, the way `oc adm prune images` removes tag revisions.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import uuid
 from datetime import datetime
 
 from . import oci
+from .model import TimelineObject
 from .world import INTERNAL_REGISTRY, PUBLIC_REGISTRY, SimImage, World, rfc3339
 
 
@@ -86,7 +88,8 @@ class ImageSource:
 
 
 class ImageStreamSource:
-    """ImageStreams with their tag history as it stood at the instant asked."""
+    """ImageStreams with their tag history as it stood at the instant asked; writable, so that
+    a status update (what `oc adm prune images` sends) can remove tag revisions."""
 
     def __init__(self, world: World) -> None:
         self.world = world
@@ -128,3 +131,27 @@ class ImageStreamSource:
                        "publicDockerImageRepository": f"{PUBLIC_REGISTRY}/{stream.repository}",
                        "tags": status_tags},
         }
+
+    def put(self, obj: TimelineObject) -> None:
+        """Apply a written ImageStream's `status.tags` to the stream's tag histories.
+
+        Every revision the stream showed at `obj.created` and the written status no longer
+        lists is removed, as the image API does when a pruner writes a stream's status
+        without some tag events. Revisions are matched by (image, generation), which is
+        unique per stream. Revisions the written status adds are ignored: new tag events
+        come from pushes and `oc tag` (spec), never from a status write. Whatever else the
+        object carries (spec, metadata) is rendered from the world and not stored.
+        """
+        stream = self.world.streams.get(f"{obj.namespace}/{obj.name}")
+        if stream is None:
+            return
+        at = obj.created
+        listed: dict[str, set[tuple[str, int]]] = {}
+        for named in (obj.body.get("status") or {}).get("tags") or []:
+            listed[named.get("tag", "")] = {(item.get("image"), item.get("generation"))
+                                            for item in named.get("items") or []}
+        for tag, history in stream.tags.items():
+            shown = {id(item) for item in history.at(at) if self.world.images[item.digest].exists_at(at)}
+            kept = listed.get(tag, set())
+            history.items = [item for item in history.items
+                             if id(item) not in shown or (item.digest, item.generation) in kept]
