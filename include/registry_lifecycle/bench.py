@@ -61,7 +61,11 @@ class SandboxProcess:
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
-        self.process.wait(timeout=60)
+        try:
+            self.process.wait(timeout=120)
+        except subprocess.TimeoutExpired:     # a large world can take long to tear down
+            self.process.kill()
+            self.process.wait()
 
 
 def bench_extract(scale: str, seed: int = 7) -> list[StageFigures]:
