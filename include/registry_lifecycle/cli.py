@@ -84,8 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     _add_sandbox_options(extract)
 
+    forecast = commands.add_parser(
+        "forecast", help="forecast registry storage from the lake: days to full, P(full), chart",
+        description="Fits the capacity models on storage_usage up to the end of --date, chooses one per volume "
+                    "by rolling-origin backtest, publishes the forecasts dataset and writes a PNG chart per volume.")
+    forecast.add_argument("--lake", required=True, help="lake folder or s3://bucket/prefix")
+    forecast.add_argument("--date", type=_date, required=True, help="the day to forecast from")
+    forecast.add_argument("--policy", type=Path, default=None, help="policy YAML (default: the packaged one)")
+    forecast.add_argument("--out", type=Path, default=None, help="folder for the PNG charts")
+    forecast.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
     bench = commands.add_parser("bench", help="measure the performance targets (wall time, rows/s, requests, peak RSS)")
-    bench.add_argument("--stage", choices=["all", "extract"], default="all")
+    bench.add_argument("--stage", choices=["all", "extract", "forecast"], default="all")
     bench.add_argument("--scale", choices=["tiny", "S", "M", "L"], default="S")
     bench.add_argument("--json", action="store_true", help="print one JSON document on stdout")
 
@@ -160,6 +170,33 @@ def _extract(args: argparse.Namespace) -> int:
     return 0 if all(entry["published"] for entry in report) else 3
 
 
+def _forecast(args: argparse.Namespace) -> int:
+    from .config import load_policy
+    from .forecast.run import forecast_day, publish
+    from .lake import Lake
+
+    policy = load_policy(args.policy)
+    lake = Lake(str(args.lake))
+    run = forecast_day(lake, args.date, policy.forecast)
+    publish(lake, run, run_id=f"manual__{args.date.isoformat()}")
+    summary = run.as_dict()
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        for volume in run.volumes:
+            if volume.forecast is not None:
+                path = args.out / f"forecast-{volume.series.replace('/', '_').replace(':', '_')}.png"
+                path.write_bytes(volume.chart())
+                summary.setdefault("charts", []).append(str(path))
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        for volume in summary["volumes"]:
+            print(f"{volume['series']}: model {volume['model']} ({volume['reason']})")
+            if "summary" in volume:
+                print(f"  {volume['summary']}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)], stream=sys.stderr,
@@ -169,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(args)
     if args.command == "extract":
         return _extract(args)
+    if args.command == "forecast":
+        return _forecast(args)
     if args.command == "bench":
         from .bench import run_bench
 

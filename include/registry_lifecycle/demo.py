@@ -91,8 +91,32 @@ def extract_history(sandbox: Sandbox, out: Path, *, days: int):
     return lake
 
 
+def forecast_capacity(lake, day: date, out: Path) -> None:
+    """registry_capacity_forecast's step: the backtested model, days to full with its interval, a chart."""
+    from .config import load_policy
+    from .forecast.run import forecast_day, publish
+
+    _say("Capacity forecast (models chosen by rolling-origin backtest against predict_linear):")
+    run = forecast_day(lake, day, load_policy().forecast)
+    publish(lake, run, run_id=f"demo__{day.isoformat()}")
+    for volume in run.volumes:
+        _say(f"  {volume.series}: {volume.forecast.model if volume.forecast else 'no forecast'} — {volume.reason}")
+        if volume.outlook is not None:
+            days = volume.outlook.days_to_full
+            _say(f"  {volume.outlook.summary}")
+            def shown(value: int | None) -> str:
+                return "beyond the horizon" if value is None else f"{value} d"
+
+            _say(f"  days to full: {shown(days.median)} (80% interval {shown(days.lo80)} – {shown(days.hi80)})")
+        if volume.forecast is not None:
+            chart = out / "capacity-forecast.png"
+            chart.write_bytes(volume.chart())
+            _say(f"  chart: {chart}")
+    (out / "forecast.json").write_text(json.dumps(run.as_dict(), indent=1, default=str))
+
+
 def run_demo(*, out: Path, seed: int = 7, scale: str = "tiny", days: int = 180, until: date | None = None,
-             history_days: int = 15) -> int:
+             history_days: int = 70) -> int:
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     _say(f"Registry Lifecycle demo — embedded sandbox (seed {seed}, scale {scale}, {days} days until {until})")
@@ -115,9 +139,12 @@ def run_demo(*, out: Path, seed: int = 7, scale: str = "tiny", days: int = 180, 
         (out / "sandbox-inventory.json").write_text(json.dumps(inventory, indent=2))
         _say()
         lake = extract_history(sandbox, out, days=history_days)
+        _say()
+        forecast_capacity(lake, sandbox.world.until.date(), out)
     _say()
     _say(f"Done in {time.monotonic() - started:.0f} s. Outputs in {out}/: sandbox-inventory.json, "
-         "extract-summary.json, validation.md, lake/ (parquet datasets with commit markers).")
+         "extract-summary.json, validation.md, forecast.json, capacity-forecast.png, "
+         "lake/ (parquet datasets with commit markers).")
     return 0
 
 
