@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -76,3 +76,22 @@ def test_extract_dag_publishes_nothing_when_a_list_is_forbidden(airflow_db, sand
     assert states["openshift"] == "failed"
     assert states["validate_and_publish"] != "success"
     assert not lake.commits(run.data_interval_start.date()), "a forbidden list must not publish anything"
+
+
+def test_forecast_dag_publishes_forecasts_from_the_lake(airflow_db, tmp_path, monkeypatch):
+    """The forecast DAG reads storage_usage from the lake and publishes the forecasts dataset."""
+    from registry_lifecycle.pipeline import build_sandbox_history
+
+    with Sandbox(days=40, data_dir=tmp_path / "sandbox") as sandbox:
+        lake = Lake(str(tmp_path / "lake"))
+        policy = policy_with(load_policy(), sandbox.policy_document())
+        last = sandbox.world.until.date()
+        build_sandbox_history(sandbox, lake, policy, last - timedelta(days=30), last, snapshot_every=30)
+    monkeypatch.setenv("LAKE_URL", str(tmp_path / "lake"))
+    run = _dag("registry_capacity_forecast").test(
+        logical_date=datetime(last.year, last.month, last.day, tzinfo=timezone.utc))
+    assert run.state == "success", [(ti.task_id, ti.state) for ti in run.get_task_instances()]
+    forecasts = lake.read("forecasts", last)
+    assert forecasts.series.str.startswith("volume:").any()
+    assert (forecasts.lo95 <= forecasts.lo80).all() and (forecasts.lo80 <= forecasts.hi80).all()
+    assert (forecasts.hi80 <= forecasts.hi95).all()
