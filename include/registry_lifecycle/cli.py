@@ -84,6 +84,20 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     _add_sandbox_options(extract)
 
+    backtest = commands.add_parser(
+        "backtest", help="replay stored history: what each retention policy would delete, its regret and bytes freed",
+        description="For each as-of date with a stored snapshot and a full horizon of stored pulls after it, "
+                    "compares this project's model (at several thresholds) with the rule baselines of oc adm prune, "
+                    "ECR, Harbor, Artifact Registry, acr purge and zot: images deleted, regret (pulled or referenced "
+                    "again within the horizon) and bytes freed, plus the regret/bytes frontier.")
+    backtest.add_argument("--lake", required=True, help="lake folder or s3://bucket/prefix")
+    backtest.add_argument("--from", dest="first", type=_date, required=True, help="first as-of date")
+    backtest.add_argument("--to", dest="last", type=_date, required=True, help="last as-of date")
+    backtest.add_argument("--horizon", type=int, default=None, help="days (default: the policy's gc.horizon_days)")
+    backtest.add_argument("--policy", type=Path, default=None, help="policy YAML (default: the packaged one)")
+    backtest.add_argument("--plot", type=Path, default=None, help="write the regret/bytes frontier as a PNG")
+    backtest.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
     forecast = commands.add_parser(
         "forecast", help="forecast registry storage from the lake: days to full, P(full), chart",
         description="Fits the capacity models on storage_usage up to the end of --date, chooses one per volume "
@@ -206,6 +220,13 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(args)
     if args.command == "extract":
         return _extract(args)
+    if args.command == "backtest":
+        from .config import load_policy
+        from .gc.backtest import backtest as run_backtest
+
+        run_backtest(str(args.lake), args.first, args.last, args.horizon, json=args.json,
+                     policy=load_policy(args.policy), plot=args.plot)
+        return 0
     if args.command == "forecast":
         return _forecast(args)
     if args.command == "bench":
