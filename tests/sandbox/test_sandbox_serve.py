@@ -125,3 +125,11 @@ def test_help_lists_the_commands():
     result = subprocess.run([sys.executable, "-m", "registry_lifecycle.cli", "--help"],
                             capture_output=True, text=True, check=True)
     assert "sandbox" in result.stdout and "demo" in result.stdout
+
+
+def test_every_day_of_the_pull_archive_has_a_file_per_cluster(served):
+    """An idle day still has its (empty) files: a missing file means a broken archive, not zero pulls."""
+    partitions = sorted(Path(served["pulls"]).glob("dt=*"))
+    assert len(partitions) >= 60
+    clusters = [{path.name for path in partition.glob("events-*.ndjson*")} for partition in partitions]
+    assert all(found == clusters[0] for found in clusters) and clusters[0]

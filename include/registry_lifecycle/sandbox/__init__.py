@@ -115,7 +115,7 @@ class Sandbox:
     # ------------------------------------------------------------------ data
     def write_pull_archive(self, root: Path, first: date | None = None, last: date | None = None) -> Path:
         """Write the notification archive for each day of the served history (idempotent)."""
-        from .pull_archive import write_archive
+        from .pull_archive import partition_dir, write_archive
 
         assert self.world is not None
         first = first or self.world.start.date()
@@ -123,9 +123,17 @@ class Sandbox:
         by_day: dict[str, list] = {}
         for record in self.world.pulls_between(first.isoformat(), last.isoformat()):
             by_day.setdefault(record.day, []).append(record)
+        clusters = sorted({record.cluster for record in self.world.pulls})
         day = first
         while day <= last:
-            write_archive(root, day, by_day.get(day.isoformat(), []), seed=self.seed)
+            records = by_day.get(day.isoformat(), [])
+            write_archive(root, day, records, seed=self.seed)
+            # An idle cluster still writes its (empty) file: absence means a broken archive.
+            for cluster in clusters:
+                partition = partition_dir(root, day)
+                if not any(partition.glob(f"events-{cluster}.ndjson*")):
+                    partition.mkdir(parents=True, exist_ok=True)
+                    (partition / f"events-{cluster}.ndjson").touch()
             day += timedelta(days=1)
         return root
 
