@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from ..datasets import DIGEST_PATTERN
 
-DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+DIGEST = re.compile(DIGEST_PATTERN)
 DEFAULT_REGISTRY = "docker.io"
 
 

@@ -79,6 +79,7 @@ from typing import Mapping, TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 import httpx
 
 from .errors import SourceError, SourceForbidden, SourceMalformed, SourceTruncated, SourceUnavailable
+from ..datasets import DIGEST_PATTERN
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -107,7 +108,7 @@ MAX_RETRY_AFTER_SECONDS = 120.0
 MAX_CONFIG_BYTES = 8 * 1024 * 1024
 TOKEN_DEFAULT_TTL = 60            # seconds; the token spec's default when `expires_in` is absent
 
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_DIGEST = re.compile(DIGEST_PATTERN)
 # cosign's tag scheme (`.sig`, `.att`, `.sbom`) and OCI 1.1's referrers tag fallback (no suffix).
 _SUBJECT_TAG = re.compile(r"^sha256-(?P<hex>[0-9a-f]{64})(?:\.[A-Za-z0-9_-]+)?$")
 _CHALLENGE_PARAM = re.compile(r'(\w+)\s*=\s*"([^"]*)"')

@@ -25,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..datasets import (BUILDS, IMAGES, INDEX_CHILDREN, LAYERS, NAMESPACES, PULLS_DAILY, REFERENCES, SCANS,
+from ..datasets import (DIGEST_PATTERN, BUILDS, IMAGES, INDEX_CHILDREN, LAYERS, NAMESPACES, PULLS_DAILY, REFERENCES, SCANS,
                         STORAGE_USAGE, TAGS, Dataset)
 from . import CRITICAL, WARNING, CheckResult, Severity
 
@@ -147,7 +147,7 @@ def _rules(dataset: Dataset, *, as_of: datetime, timestamp_skew: timedelta) -> I
                 "are not sha256:<64 lowercase hex> digests",
                 "digests are content addresses; anything else is a tag, a truncated or upper-case digest, "
                 "or another algorithm that cannot be matched against blobs — fix the extractor",
-                column=column, regex=r"^sha256:[0-9a-f]{64}$")
+                column=column, regex=DIGEST_PATTERN)
         if column in NON_NEGATIVE_COLUMNS:
             yield _rule(
                 gxe.ExpectColumnValuesToBeBetween, f"{column} >= 0", CRITICAL, "are negative",
