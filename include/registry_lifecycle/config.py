@@ -86,6 +86,13 @@ class RegistrySource(_Strict):
     max_retries: int = Field(4, ge=0, le=20)
     verify_tls: bool = True
     timeout_seconds: float = Field(30, gt=0)
+    tag_digests_from_imagestreams: bool = Field(
+        True, description="trust the cluster step's ImageStream tags for each listed tag's digest instead of one "
+        "HEAD per tag: right for the OpenShift image registry, whose tags/list is the ImageStreams; set false "
+        "for a plain distribution registry")
+    referrers_refresh_days: int = Field(
+        7, ge=0, le=90, description="ask a manifest's OCI referrers again after at most this many days "
+        "(staggered per digest); 0 asks on every run")
 
 
 class PrometheusSource(_Strict):

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import datasets
-from .config import Policy
+from .config import Policy, RegistrySource
 from .lake import Lake, LakeNotFound
 
 log = logging.getLogger(__name__)
@@ -82,34 +82,50 @@ def extract_cluster(request: ExtractRequest, api_client, policy: Policy, lake: L
             "missing_kinds": snapshot.missing_kinds}
 
 
-def extract_registry(request: ExtractRequest, client, lake: Lake, cache_dir: Path | None) -> dict:
-    """images, layers and index_children from the OCI distribution API, fetching only manifests not seen before."""
-    from .sources.registry import ParquetManifestCache
+def extract_registry(request: ExtractRequest, client, lake: Lake, cache_dir: Path | None,
+                     settings: RegistrySource | None = None) -> dict:
+    """images, layers and index_children from the OCI distribution API, fetching only manifests not seen
+    before, and (on OpenShift) resolving tags from the staged ImageStream tags instead of one HEAD each."""
+    from .sources.registry import ParquetManifestCache, ReferrersCache
 
     if not request.snapshot_readable:
         log.warning(request.backfill_notice())
         return {"skipped": request.backfill_notice()}
-    cache = ParquetManifestCache(cache_dir) if cache_dir is not None else None
-    snapshot = client.extract(cache=cache, known_digests=_tag_revision_digests(lake, request))
+    settings = settings or RegistrySource()
+    cache = referrers = None
+    if cache_dir is not None:
+        cache = ParquetManifestCache(cache_dir)
+        referrers = ReferrersCache(cache_dir, today=request.day, refresh_days=settings.referrers_refresh_days)
+    revisions, current = _staged_tags(lake, request)
+    snapshot = client.extract(cache=cache, known_digests=revisions, referrers_cache=referrers,
+                              tag_digests=current if settings.tag_digests_from_imagestreams else None)
     counts = _stage(lake, request, {"images": snapshot.images, "layers": snapshot.layers,
                                     "index_children": snapshot.index_children})
-    return {"rows": counts, "requests": dict(snapshot.stats.requests),
-            "manifest_gets_avoided": snapshot.stats.manifest_gets_avoided}
+    stats = snapshot.stats
+    return {"rows": counts, "requests": dict(stats.requests), "manifest_gets_avoided": stats.manifest_gets_avoided,
+            "tag_heads_avoided": stats.tag_heads_avoided, "referrers_avoided": stats.referrers_avoided}
 
 
-def _tag_revision_digests(lake: Lake, request: ExtractRequest) -> dict[str, set[str]]:
-    """repository -> digests of every ImageStream tag revision the cluster step staged.
+def _staged_tags(lake: Lake, request: ExtractRequest) -> tuple[dict[str, set[str]], dict[str, dict[str, str]]]:
+    """From the ImageStream tags the cluster step staged: repository -> digests of every tag
+    revision, and repository -> {tag: current digest}.
 
     Older revisions are stored in the registry and are exactly what pruning removes, but no
     tag reaches them through the registry API; the registry step fetches them by digest.
     """
     try:
-        tags = lake.read_staged("tags", request.day, request.run_id, columns=["namespace", "imagestream", "digest"])
+        tags = lake.read_staged("tags", request.day, request.run_id,
+                                columns=["namespace", "imagestream", "tag", "revision", "digest"])
     except LakeNotFound:
         log.warning("no staged tags for run %s: only tagged manifests are extracted", request.run_id)
-        return {}
+        return {}, {}
     repositories = tags["namespace"] + "/" + tags["imagestream"]
-    return {repo: set(group) for repo, group in tags["digest"].groupby(repositories)}
+    revisions = {repo: set(group) for repo, group in tags["digest"].groupby(repositories)}
+    latest = tags["revision"] == 0
+    current: dict[str, dict[str, str]] = {}
+    for repo, tag, digest in zip(repositories[latest], tags.loc[latest, "tag"], tags.loc[latest, "digest"]):
+        current.setdefault(repo, {})[tag] = digest
+    return revisions, current
 
 
 def extract_pulls(request: ExtractRequest, location) -> pd.DataFrame:

@@ -106,7 +106,7 @@ def run_extract(day: date, endpoints: Endpoints, policy: Policy, lake: Lake, *, 
                             password=endpoints.registry_password, verify=endpoints.verify_tls,
                             concurrency=settings.concurrency, page_size=settings.page_size,
                             max_retries=settings.max_retries, timeout=settings.timeout_seconds) as client:
-            summaries["registry"] = extract_registry(request, client, lake, cache_dir)
+            summaries["registry"] = extract_registry(request, client, lake, cache_dir, policy.sources.registry)
     summaries["pulls"] = extract_pulls_step(request, endpoints.pulls, lake)
     if endpoints.prometheus_url:
         client = PrometheusClient(endpoints.prometheus_url, token=endpoints.prometheus_token,

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from registry_lifecycle.sandbox.registry_api import RegistryServer, start_regist
 from registry_lifecycle.sandbox.registry_content import InMemoryRegistry
 from registry_lifecycle.sources.errors import (SourceForbidden, SourceMalformed, SourceTruncated,
                                                SourceUnavailable)
-from registry_lifecycle.sources.registry import ParquetManifestCache, RegistryClient, RegistrySnapshot
+from registry_lifecycle.sources.registry import ParquetManifestCache, ReferrersCache, RegistryClient, RegistrySnapshot
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 NOW = T0 + timedelta(days=10)
@@ -191,9 +191,9 @@ def client_for(server: RegistryServer, **options: Any) -> RegistryClient:
 
 
 def extract(server: RegistryServer, **options: Any) -> RegistrySnapshot:
-    cache = options.pop("cache", None)
+    wanted = {name: options.pop(name, None) for name in ("cache", "referrers_cache", "tag_digests")}
     with client_for(server, **options) as client:
-        return client.extract(cache=cache)
+        return client.extract(**wanted)
 
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -571,3 +571,70 @@ def test_a_damaged_cache_entry_is_fetched_again(small: Small, serve, tmp_path: P
     warm = extract(server, cache=ParquetManifestCache(tmp_path))
     assert server_delta(server, before)["manifest_get"] == 1
     pd.testing.assert_frame_equal(warm.layers, cold.layers)
+
+
+# ----------------------------------------------------------------------------- requests that grow with the registry
+def test_tags_named_by_the_imagestreams_cost_no_head_and_the_others_still_do(small: Small, serve) -> None:
+    """On OpenShift tags/list is the ImageStreams: a tag whose digest the cluster step read is
+    not HEADed again; a listed tag it does not name (here the cosign signature tag) is."""
+    server = serve(small.builder.content)
+    reference = extract(server)
+    told = {repo: {tag: digest for tag, digest in tags.items() if not tag.startswith("sha256-")}
+            for repo, tags in reference.tags_by_repo.items()}
+    before = server.endpoint_counts()
+    snapshot = extract(server, tag_digests=told)
+    assert server_delta(server, before).get("manifest_head", 0) == 1          # the .sig tag only
+    assert snapshot.stats.tag_heads_avoided == 5
+    assert snapshot.tags_by_repo == reference.tags_by_repo
+    pd.testing.assert_frame_equal(snapshot.images, reference.images)
+
+
+def test_a_malformed_digest_from_the_cluster_is_not_trusted(small: Small, serve) -> None:
+    server = serve(small.builder.content)
+    before = server.endpoint_counts()
+    snapshot = extract(server, tag_digests={"team-a/multi": {"latest": "sha256:not-a-digest"}})
+    assert server_delta(server, before)["manifest_head"] == 6
+    assert snapshot.tags_by_repo["team-a/multi"] == {"latest": small.multi.digest}
+
+
+def test_referrers_are_asked_again_only_after_their_staggered_refresh_age(small: Small, serve, tmp_path: Path) -> None:
+    """Same day: no referrers request at all, same snapshot. Each entry expires after
+    1..refresh_days days, fixed by its digest, so a cold run's entries do not all expire together."""
+    server = serve(small.builder.content)
+    day = date(2026, 3, 1)
+    before = server.endpoint_counts()
+    cold = extract(server, referrers_cache=ReferrersCache(tmp_path, today=day))
+    asked = server_delta(server, before)["referrers"]
+    assert asked == len(ReferrersCache(tmp_path, today=day)) == 8      # one per (repository, manifest) present
+
+    before = server.endpoint_counts()
+    warm = extract(server, referrers_cache=ReferrersCache(tmp_path, today=day))
+    assert server_delta(server, before).get("referrers", 0) == 0
+    assert warm.stats.referrers_avoided == asked
+    pd.testing.assert_frame_equal(warm.images, cold.images)
+
+    cache = ReferrersCache(tmp_path, today=day)
+    ages = {cache.max_age_days(digest) for digest in cold.images.digest}
+    assert ages <= set(range(1, 8)) and len(ages) > 1
+    later = day + timedelta(days=3)
+    expected = sum(1 for repo, digest in ReferrersCache(tmp_path, today=later)._entries
+                   if cache.max_age_days(digest) <= 3)
+    before = server.endpoint_counts()
+    extract(server, referrers_cache=ReferrersCache(tmp_path, today=later))
+    assert server_delta(server, before).get("referrers", 0) == expected
+    before = server.endpoint_counts()
+    extract(server, referrers_cache=ReferrersCache(tmp_path, today=day + timedelta(days=8)))
+    assert server_delta(server, before).get("referrers", 0) == asked
+
+
+def test_a_referrer_attached_later_is_found_when_its_subject_is_asked_again(small: Small, serve, tmp_path: Path) -> None:
+    server = serve(small.builder.content)
+    day = date(2026, 3, 1)
+    extract(server, referrers_cache=ReferrersCache(tmp_path, today=day))
+    sbom = small.builder.sbom("team-b/worker", small.worker)
+    same_day = extract(server, referrers_cache=ReferrersCache(tmp_path, today=day))
+    assert sbom.digest not in set(same_day.images.digest), "bounded staleness: the cached answer stands"
+    uncached = extract(server, referrers_cache=ReferrersCache(tmp_path, today=day, refresh_days=0))
+    assert sbom.digest in set(uncached.images.digest)
+    refreshed = extract(server, referrers_cache=ReferrersCache(tmp_path, today=day + timedelta(days=7)))
+    assert refreshed.images.set_index("digest").loc[sbom.digest, "subject_digest"] == small.worker.digest

@@ -33,7 +33,8 @@ def openshift() -> dict:
 
 @task
 def registry() -> dict:
-    """Catalog, tags and manifests of the registry -> images, layers (only unseen manifests are fetched)."""
+    """Catalog, tags and manifests of the registry -> images, layers (only unseen manifests are fetched;
+    tag digests come from the ImageStreams the openshift task staged)."""
     from ..extract import extract_registry
     from ..sources.registry import RegistryClient
     from . import connections, runtime
@@ -43,7 +44,7 @@ def registry() -> dict:
     with RegistryClient(**connections.registry_settings(settings.connection_id), concurrency=settings.concurrency,
                         page_size=settings.page_size, max_retries=settings.max_retries,
                         timeout=settings.timeout_seconds) as client:
-        return extract_registry(_request(), client, runtime.lake(), runtime.manifest_cache_dir())
+        return extract_registry(_request(), client, runtime.lake(), runtime.manifest_cache_dir(), settings)
 
 
 @task
