@@ -125,9 +125,9 @@ def print_table(figures: list[StageFigures]) -> None:
     warm = next((f for f in figures if f.stage == "extract" and f.run == "warm"), None)
     if cold and warm and cold.manifest_and_blob_gets:
         share = warm.manifest_and_blob_gets / cold.manifest_and_blob_gets
-        print(f"\nwarm re-run fetched {share:.1%} of the cold run's manifests and blobs (target: at most 5%); "
-              f"all registry requests: {warm.registry_requests / max(cold.registry_requests, 1):.0%} "
-              "(HEADs per tag and referrers lookups still grow with the registry)")
+        print(f"\nwarm re-run: {share:.1%} of the cold run's manifest and blob GETs, "
+              f"{warm.registry_requests / max(cold.registry_requests, 1):.1%} of all its registry requests "
+              "(target: at most 5%)")
 
 
 def run_bench(stage: str, scale: str, as_json: bool) -> int:
