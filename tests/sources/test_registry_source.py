@@ -597,34 +597,30 @@ def test_a_malformed_digest_from_the_cluster_is_not_trusted(small: Small, serve)
     assert snapshot.tags_by_repo["team-a/multi"] == {"latest": small.multi.digest}
 
 
-def test_referrers_are_asked_again_only_after_their_staggered_refresh_age(small: Small, serve, tmp_path: Path) -> None:
-    """Same day: no referrers request at all, same snapshot. Each entry expires after
-    1..refresh_days days, fixed by its digest, so a cold run's entries do not all expire together."""
+def test_referrers_are_asked_again_once_per_refresh_period_on_a_day_set_by_the_digest(
+        small: Small, serve, tmp_path: Path) -> None:
+    """Same day: no referrers request at all, same snapshot. Over the next refresh_days daily
+    runs every (repository, manifest) is asked exactly once more, spread over those days."""
     server = serve(small.builder.content)
     day = date(2026, 3, 1)
     before = server.endpoint_counts()
-    cold = extract(server, referrers_cache=ReferrersCache(tmp_path, today=day))
+    cold = extract(server, referrers_cache=ReferrersCache(tmp_path, today=day, refresh_days=7))
     asked = server_delta(server, before)["referrers"]
     assert asked == len(ReferrersCache(tmp_path, today=day)) == 8      # one per (repository, manifest) present
 
     before = server.endpoint_counts()
-    warm = extract(server, referrers_cache=ReferrersCache(tmp_path, today=day))
+    warm = extract(server, referrers_cache=ReferrersCache(tmp_path, today=day, refresh_days=7))
     assert server_delta(server, before).get("referrers", 0) == 0
     assert warm.stats.referrers_avoided == asked
     pd.testing.assert_frame_equal(warm.images, cold.images)
 
-    cache = ReferrersCache(tmp_path, today=day)
-    ages = {cache.max_age_days(digest) for digest in cold.images.digest}
-    assert ages <= set(range(1, 8)) and len(ages) > 1
-    later = day + timedelta(days=3)
-    expected = sum(1 for repo, digest in ReferrersCache(tmp_path, today=later)._entries
-                   if cache.max_age_days(digest) <= 3)
-    before = server.endpoint_counts()
-    extract(server, referrers_cache=ReferrersCache(tmp_path, today=later))
-    assert server_delta(server, before).get("referrers", 0) == expected
-    before = server.endpoint_counts()
-    extract(server, referrers_cache=ReferrersCache(tmp_path, today=day + timedelta(days=8)))
-    assert server_delta(server, before).get("referrers", 0) == asked
+    per_day = []
+    for offset in range(1, 8):
+        before = server.endpoint_counts()
+        extract(server, referrers_cache=ReferrersCache(tmp_path, today=day + timedelta(days=offset), refresh_days=7))
+        per_day.append(server_delta(server, before).get("referrers", 0))
+    assert sum(per_day) == asked, per_day
+    assert max(per_day) < asked, "the re-asking is spread over the period, not repeated in one run"
 
 
 def test_a_referrer_attached_later_is_found_when_its_subject_is_asked_again(small: Small, serve, tmp_path: Path) -> None:

@@ -32,8 +32,8 @@ What a run can rely on:
   ImageStreams' tag list, so the cluster step already read each tag's current digest from the
   same source of truth. Referrers cost one request per manifest and repository (a signature
   can be attached to an old image at any time) unless a `ReferrersCache` answered for that
-  manifest recently: each entry is asked again after at most `refresh_days`, staggered by
-  digest so that a cold run's entries do not all expire on the same day. A referrer pushed
+  manifest recently: each entry is asked again once every `refresh_days` days, on a day set by
+  its digest, so a daily run re-asks a steady 1/refresh_days of the manifests. A referrer pushed
   with a `sha256-<hex>` tag (cosign's scheme) is seen the same day through tags/list anyway.
   The benchmark target is that a warm re-run issues at most 5% of the cold run's requests;
   every request is counted per endpoint in `ExtractStats.requests`.
@@ -75,6 +75,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -384,10 +385,10 @@ class ReferrersCache:
     """The OCI referrers of each (repository, manifest), as last asked, kept as one parquet file.
 
     Unlike manifests, referrers change: a signature, SBOM or attestation can be attached to an
-    image of any age. An entry therefore answers only while it is younger than its refresh age,
-    at most `refresh_days` and staggered per digest (1..refresh_days days), which spreads the
-    re-asking of a cold run's entries over `refresh_days` runs instead of repeating the cold
-    cost on one day. The price is bounded staleness: a referrer attached without a tag is seen
+    image of any age. An entry therefore answers only within its refresh period (see `get`):
+    each manifest is asked again once every `refresh_days` days, on a day fixed by its digest,
+    which spreads the re-asking of a cold run's entries evenly over the following runs instead
+    of repeating the cold cost on one day. The price is bounded staleness: a referrer attached without a tag is seen
     at most `refresh_days` days late (a missed signature of a kept image stays unplanned, so it
     is never deleted; one of a deleted image is picked up and planned later). `refresh_days`
     0 disables the cache. `today` is the run's date, so reruns of one day agree.
@@ -430,18 +431,25 @@ class ReferrersCache:
             if all(_DIGEST.match(value) for value in (digest, *found)):
                 self._entries[(repository, digest)] = (tuple(found), checked)
 
-    def max_age_days(self, digest: str) -> int:
-        """1..refresh_days, fixed per digest: the stagger."""
-        return 1 + int(digest[7:15], 16) % self.refresh_days
+    def phase(self, digest: str) -> int:
+        """0..refresh_days-1, fixed per digest: the day of each period on which it is asked again."""
+        return int(digest[7:15], 16) % self.refresh_days
 
     def get(self, repository: str, digest: str) -> list[str] | None:
-        """The referrers last found, while the entry is fresh; None means ask the registry."""
+        """The referrers last found, unless the digest's refresh day has come since; None means ask.
+
+        Time is cut into periods of `refresh_days` days, shifted per digest by its phase; an
+        entry answers within the period it was checked in. So each manifest is asked about once
+        per period (a steady 1/refresh_days of them per daily run) and never later than
+        `refresh_days` days after its last check.
+        """
         entry = self._entries.get((repository, digest)) if self.refresh_days else None
         if entry is None:
             return None
         found, checked = entry
-        age = (self.today - checked).days
-        return list(found) if 0 <= age < self.max_age_days(digest) else None
+        phase = self.phase(digest)
+        period = (self.today.toordinal() + phase) // self.refresh_days
+        return list(found) if (checked.toordinal() + phase) // self.refresh_days == period else None
 
     def put(self, repository: str, digest: str, found: list[str]) -> None:
         if not self.refresh_days:
@@ -804,6 +812,186 @@ class RegistryClient:
                               "The registry refused a deletion a distribution v2 registry accepts.")
         return True
 
+    # ------------------------------------------------------------------ copying (mirror targets)
+    # The blob and manifest calls a copy between registries makes (`registry_lifecycle.mirror.copy`).
+    # Writes ask for `pull,push` under a scope key of their own, as deletes do; a cross-repository
+    # mount asks for push on the target repository and pull on the one mounted from, in one token.
+    def manifest_digest(self, repository: str, reference: str) -> str | None:
+        """The digest the registry names for a manifest (a HEAD: no body), None if it does not hold it.
+
+        Unlike `resolve`, a present manifest without a sha256 `Docker-Content-Digest` is not an
+        error here: the caller compares the answer with the digest it expects.
+        """
+        path = f"/v2/{repository}/manifests/{reference}"
+        what = f"HEAD {path}"
+        response = self._request("HEAD", path, endpoint="manifest_head", scope_key=repository, what=what,
+                                 accept=ACCEPT)
+        if response.status_code == 404:
+            return None
+        _expect_ok(response, what)
+        return response.headers.get("Docker-Content-Digest", "")
+
+    def blob_size(self, repository: str, digest: str) -> int | None:
+        """The size of a blob the repository holds (a HEAD), None if it does not."""
+        path = f"/v2/{repository}/blobs/{digest}"
+        what = f"HEAD {path}"
+        response = self._request("HEAD", path, endpoint="blob_head", scope_key=repository, what=what,
+                                 follow_redirects=True)
+        if response.status_code == 404:
+            return None
+        _expect_ok(response, what)
+        length = response.headers.get("Content-Length", "")
+        return int(length) if length.isdigit() else -1
+
+    @contextmanager
+    def open_blob(self, repository: str, digest: str, *, offset: int = 0) -> Iterator[httpx.Response]:
+        """`with client.open_blob(...) as response`: a blob's body as a stream (`iter_bytes()`),
+        from byte `offset` on (a `Range` request), closed on exit. Its bytes are not verified
+        here: the reader hashes them. Raises SourceError when the blob is missing or the range
+        is refused."""
+        path = f"/v2/{repository}/blobs/{digest}"
+        what = f"GET {path}" + (f" from byte {offset}" if offset else "")
+        response = self._request("GET", path, endpoint="blob_stream", scope_key=repository, what=what,
+                                 follow_redirects=True, headers={"Range": f"bytes={offset}-"} if offset else None,
+                                 stream=True)
+        if response.status_code == (206 if offset else 200):
+            try:
+                yield response
+            finally:
+                response.close()
+            return
+        if offset and response.status_code == 200:
+            response.close()
+            raise SourceError(SOURCE, what, "the registry ignored the Range header and sent the whole blob",
+                              "Retry the copy; it restarts the blob from its first byte.")
+        response.close()
+        detail = "the repository does not hold it" if response.status_code == 404 else \
+            f"unexpected HTTP {response.status_code}{_error_suffix(response)}"
+        raise SourceError(SOURCE, what, detail, "Re-plan: the source changed since the plan was made.")
+
+    def _push_scope(self, repository: str, mount_from: str | None = None) -> str:
+        scope_key = f"{repository}#push" + (f"+{mount_from}" if mount_from else "")
+        scope = f"repository:{repository}:pull,push" + (f" repository:{mount_from}:pull" if mount_from else "")
+        with self._auth_lock:
+            self._scopes.setdefault(scope_key, scope)
+        return scope_key
+
+    def _upload_location(self, response: httpx.Response, what: str) -> str:
+        """The upload session URL a registry answered with; it must stay on the registry."""
+        location = response.headers.get("Location")
+        if not location:
+            raise _malformed(what, f"HTTP {response.status_code} without a Location for the upload",
+                             "The target does not speak the distribution upload protocol.")
+        url = response.request.url.join(location)
+        if (url.scheme, url.host, url.port) != self._origin:
+            raise _malformed(what, f"the upload Location leads to another host ({url.host})",
+                             "Credentials are never sent to another host; check the target's URL.")
+        return str(url)
+
+    def mount_blob(self, repository: str, digest: str, from_repository: str) -> str | None:
+        """Ask the registry to link a blob it holds in `from_repository` into `repository`.
+
+        None when it did (201): nothing was transferred. Otherwise the URL of the upload
+        session the registry opened instead (202), to upload the blob into.
+        """
+        path = f"/v2/{repository}/blobs/uploads/"
+        what = f"POST {path}?mount={digest}&from={from_repository}"
+        response = self._request("POST", path, endpoint="blob_mount",
+                                 scope_key=self._push_scope(repository, from_repository), what=what,
+                                 params={"mount": digest, "from": from_repository}, content=b"")
+        if response.status_code == 201:
+            return None
+        if response.status_code != 202:
+            raise SourceError(SOURCE, what, f"unexpected HTTP {response.status_code}{_error_suffix(response)}",
+                              "The target refused a blob mount a distribution registry accepts.")
+        return self._upload_location(response, what)
+
+    def start_upload(self, repository: str) -> str:
+        """Open a blob upload session in `repository`; its URL."""
+        path = f"/v2/{repository}/blobs/uploads/"
+        what = f"POST {path}"
+        response = self._request("POST", path, endpoint="blob_upload", scope_key=self._push_scope(repository),
+                                 what=what, content=b"")
+        if response.status_code != 202:
+            raise SourceError(SOURCE, what, f"unexpected HTTP {response.status_code}{_error_suffix(response)}",
+                              "The target refused to start an upload; check that it accepts pushes.")
+        return self._upload_location(response, what)
+
+    def upload_chunk(self, repository: str, upload_url: str, chunk: bytes, offset: int) -> str:
+        """Send bytes `offset`..`offset + len(chunk) - 1` of a blob (a PATCH); the session's next URL.
+
+        Sent once, never retried here: distribution appends whatever a PATCH carries and ignores
+        `Content-Range`, so a blind resend could store bytes twice. After a failure the caller
+        asks `upload_offset` where the session stands, and resumes or restarts the blob."""
+        what = f"PATCH upload of {repository} at byte {offset}"
+        # A list, not bytes: `_send` gives non-bytes bodies one attempt, and a list can still be
+        # re-sent by `_request` after a 401 challenge (an expired token), unlike an iterator.
+        response = self._request("PATCH", upload_url, endpoint="blob_upload", scope_key=self._push_scope(repository),
+                                 what=what, content=[chunk],
+                                 headers={"Content-Type": "application/octet-stream", "Content-Length": str(len(chunk)),
+                                          "Content-Range": f"{offset}-{offset + len(chunk) - 1}"})
+        if response.status_code != 202:
+            raise SourceError(SOURCE, what, f"unexpected HTTP {response.status_code}{_error_suffix(response)}",
+                              "The upload session broke; the copy restarts the blob.")
+        return self._upload_location(response, what)
+
+    def upload_offset(self, repository: str, upload_url: str) -> tuple[int, str] | None:
+        """How many bytes an upload session holds, and its current URL; None if the session is gone.
+
+        Distribution answers `Range: 0-<last byte>`, and `0-0` for both nothing and one byte,
+        so `0-0` counts as nothing: resending one byte is harmless, skipping one is not."""
+        what = f"GET upload status of {repository}"
+        response = self._request("GET", upload_url, endpoint="blob_upload", scope_key=self._push_scope(repository),
+                                 what=what)
+        if response.status_code in (400, 404):
+            return None
+        if response.status_code != 204:
+            raise SourceError(SOURCE, what, f"unexpected HTTP {response.status_code}{_error_suffix(response)}",
+                              "The upload session broke; the copy restarts the blob.")
+        last = re.fullmatch(r"(?:bytes=)?0-(\d+)", response.headers.get("Range", "").strip())
+        held = int(last.group(1)) + 1 if last and int(last.group(1)) > 0 else 0
+        location = self._upload_location(response, what) if response.headers.get("Location") else upload_url
+        return held, location
+
+    def finish_upload(self, repository: str, upload_url: str, digest: str,
+                      content: bytes | Iterable[bytes] = b"", size: int | None = None) -> None:
+        """Close an upload session with the blob's digest (a PUT), sending `content` with it: the
+        whole blob (a monolithic upload, streamed when `content` is an iterator of `size`
+        bytes) or nothing after PATCHed chunks. The registry checks the digest itself."""
+        url = httpx.URL(upload_url).copy_merge_params({"digest": digest})
+        what = f"PUT upload of {digest} to {repository}"
+        length = len(content) if isinstance(content, bytes) else size
+        if length is None:
+            raise ValueError("a streamed upload needs its size (Content-Length)")
+        response = self._request("PUT", url, endpoint="blob_upload", scope_key=self._push_scope(repository),
+                                 what=what, content=content,
+                                 headers={"Content-Type": "application/octet-stream", "Content-Length": str(length)})
+        if response.status_code not in (201, 204):
+            raise SourceError(SOURCE, what, f"unexpected HTTP {response.status_code}{_error_suffix(response)}",
+                              "The target did not accept the blob; the copy restarts it.")
+
+    def cancel_upload(self, repository: str, upload_url: str) -> None:
+        """Abandon an upload session (a DELETE); a session already gone is fine."""
+        try:
+            self._request("DELETE", upload_url, endpoint="blob_upload", scope_key=self._push_scope(repository),
+                          what=f"DELETE upload session of {repository}")
+        except SourceError as error:
+            log.info("could not cancel an upload session in %s (%s); the registry expires it", repository,
+                     error.detail)
+
+    def put_manifest(self, repository: str, reference: str, media_type: str, body: bytes) -> str:
+        """Store a manifest under a digest or tag (a PUT of its exact bytes); the digest the
+        registry says it stored it as (`Docker-Content-Digest`, else the body's own)."""
+        path = f"/v2/{repository}/manifests/{reference}"
+        what = f"PUT {path}"
+        response = self._request("PUT", path, endpoint="manifest_put", scope_key=self._push_scope(repository),
+                                 what=what, content=body, headers={"Content-Type": media_type})
+        if response.status_code not in (200, 201, 202):
+            raise SourceError(SOURCE, what, f"unexpected HTTP {response.status_code}{_error_suffix(response)}",
+                              "The target refused the manifest: every blob and child it names must be there "
+                              "first, and its media type must be one the target stores.")
+        return response.headers.get("Docker-Content-Digest") or "sha256:" + hashlib.sha256(body).hexdigest()
+
     # ------------------------------------------------------------------ extraction
     def extract(self, repositories: Iterable[str] | None = None, *,
                 cache: ManifestCache | None = None,
@@ -844,17 +1032,22 @@ class RegistryClient:
 
     # ------------------------------------------------------------------ HTTP
     def _request(self, method: str, url: httpx.URL | str, *, endpoint: str, scope_key: str, what: str,
-                 accept: str | None = None, follow_redirects: bool = False) -> httpx.Response:
+                 accept: str | None = None, follow_redirects: bool = False, headers: Mapping[str, str] | None = None,
+                 params: dict[str, str] | None = None, content: bytes | Iterable[bytes] | None = None,
+                 stream: bool = False) -> httpx.Response:
         """One registry request with auth: answers a 401 challenge once (a fresh token or
-        Basic credentials), and turns a 401 after that, or any 403, into SourceForbidden."""
+        Basic credentials), and turns a 401 after that, or any 403, into SourceForbidden.
+        With `stream` the body is left unread (the caller closes the response)."""
         challenged = False
         while True:
-            headers = {"Accept": accept} if accept else {}
-            headers.update(self._auth_header(scope_key))
-            response = self._send(method, url, endpoint=endpoint, what=what, headers=headers,
-                                  follow_redirects=follow_redirects)
+            sent = {"Accept": accept} if accept else {}
+            sent.update(headers or {})
+            sent.update(self._auth_header(scope_key))
+            response = self._send(method, url, endpoint=endpoint, what=what, headers=sent, params=params,
+                                  follow_redirects=follow_redirects, content=content, stream=stream)
             if response.status_code == 401 and not challenged:
                 challenged = True
+                response.close()
                 self._learn_challenge(response.headers.get("WWW-Authenticate", ""), scope_key, what)
                 continue
             if response.status_code in (401, 403):
@@ -863,31 +1056,39 @@ class RegistryClient:
             return response
 
     def _send(self, method: str, url: httpx.URL | str, *, endpoint: str, what: str, headers: dict[str, str],
-              params: dict[str, str] | None = None, follow_redirects: bool = False) -> httpx.Response:
+              params: dict[str, str] | None = None, follow_redirects: bool = False,
+              content: bytes | Iterable[bytes] | None = None, stream: bool = False) -> httpx.Response:
         """One request with retries: 429/5xx and connection errors back off (exponentially,
-        with jitter, or as Retry-After says) up to max_retries, then SourceUnavailable."""
+        with jitter, or as Retry-After says) up to max_retries, then SourceUnavailable.
+        A body given as an iterator cannot be sent twice, so it gets one attempt; a streamed
+        answer's body is read only when it is an error (its message goes into the error)."""
         failure = ""
-        for attempt in range(self.max_retries + 1):
+        attempts = self.max_retries + 1 if content is None or isinstance(content, bytes) else 1
+        for attempt in range(attempts):
             with self._stats_lock:
                 self._stats.requests[endpoint] += 1
                 if attempt:
                     self._stats.retries += 1
             try:
-                response = self._http.request(method, url, headers=headers, params=params,
-                                              follow_redirects=follow_redirects)
+                request = self._http.build_request(method, url, headers=headers, params=params, content=content)
+                response = self._http.send(request, follow_redirects=follow_redirects, stream=stream)
+                if stream and response.status_code >= 300:
+                    response.read()
             except httpx.TransportError as exc:
                 failure = f"connection failed ({type(exc).__name__})"
                 delay = self._delay(attempt, None)
             else:
-                self._tally("bytes_received", len(response.content))
+                if not stream:
+                    self._tally("bytes_received", len(response.content))
                 if response.status_code not in RETRYABLE:
                     return response
                 failure = f"HTTP {response.status_code}{_error_suffix(response)}"
                 delay = self._delay(attempt, response.headers.get("Retry-After"))
-            if attempt < self.max_retries:
+            if attempt < attempts - 1:
                 log.warning("%s: %s; retry %d/%d in %.1fs", what, failure, attempt + 1, self.max_retries, delay)
                 time.sleep(delay)
-        raise SourceUnavailable(SOURCE, what, f"{failure} after {self.max_retries + 1} attempts", _FIX_UNAVAILABLE)
+        tries = f"{attempts} attempts" if attempts > 1 else "1 attempt"
+        raise SourceUnavailable(SOURCE, what, f"{failure} after {tries}", _FIX_UNAVAILABLE)
 
     def _delay(self, attempt: int, retry_after: str | None) -> float:
         if retry_after:
@@ -956,7 +1157,9 @@ class RegistryClient:
                 "registry:catalog:*" if scope_key == "catalog" else f"repository:{scope_key}:pull")
             realm = httpx.URL(challenge.realm)
             what = f"token request to {realm.host}{realm.path} for {scope}"
-            params = {"scope": scope, **({"service": challenge.service} if challenge.service else {})}
+            # Several scopes (a cross-repository mount needs push here and pull there) are
+            # space-separated in a challenge and sent as repeated `scope` parameters.
+            params = {"scope": scope.split(), **({"service": challenge.service} if challenge.service else {})}
             response = self._send("GET", realm, endpoint="token", what=what, params=params,
                                   headers={"Authorization": self.__basic} if self.__basic else {},
                                   follow_redirects=False)
