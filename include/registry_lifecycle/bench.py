@@ -131,7 +131,7 @@ def print_table(figures: list[StageFigures]) -> None:
               f"{warm.registry_requests / max(cold.registry_requests, 1):.1%} of all its registry requests "
               "(target: at most 5%)")
         # The warm run re-reads the same day, when no cached referrers lookup is due. On a later
-        # day 1/refresh_days of them are (sources.registry.referrers_refresh_days, default 7).
+        # day 1/refresh_days of them are (sources.registry.referrers_refresh_days).
         from .config import RegistrySource
 
         refresh = RegistrySource().referrers_refresh_days

@@ -91,8 +91,8 @@ class RegistrySource(_Strict):
         "HEAD per tag: right for the OpenShift image registry, whose tags/list is the ImageStreams; set false "
         "for a plain distribution registry")
     referrers_refresh_days: int = Field(
-        7, ge=0, le=90, description="ask a manifest's OCI referrers again after at most this many days "
-        "(staggered per digest); 0 asks on every run")
+        14, ge=0, le=90, description="ask each manifest's OCI referrers again once in this many days "
+        "(on a day set by its digest); 0 asks on every run")
 
 
 class PrometheusSource(_Strict):

@@ -397,7 +397,7 @@ class ReferrersCache:
     FILE_NAME = "registry-referrers.parquet"
     FORMAT = "1"
 
-    def __init__(self, folder: Path, *, today: date, refresh_days: int = 7) -> None:
+    def __init__(self, folder: Path, *, today: date, refresh_days: int = 14) -> None:
         if refresh_days < 0:
             raise ValueError("refresh_days must be 0 (no cache) or more")
         self.path = Path(folder) / self.FILE_NAME
