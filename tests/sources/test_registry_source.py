@@ -632,5 +632,5 @@ def test_a_referrer_attached_later_is_found_when_its_subject_is_asked_again(smal
     assert sbom.digest not in set(same_day.images.digest), "bounded staleness: the cached answer stands"
     uncached = extract(server, referrers_cache=ReferrersCache(tmp_path, today=day, refresh_days=0))
     assert sbom.digest in set(uncached.images.digest)
-    refreshed = extract(server, referrers_cache=ReferrersCache(tmp_path, today=day + timedelta(days=7)))
+    refreshed = extract(server, referrers_cache=ReferrersCache(tmp_path, today=day + timedelta(days=14)))
     assert refreshed.images.set_index("digest").loc[sbom.digest, "subject_digest"] == small.worker.digest
