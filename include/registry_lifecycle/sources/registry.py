@@ -298,30 +298,32 @@ class ManifestCache(Protocol):
         """Persist what was put since the last flush."""
 
 
-class ParquetManifestCache:
-    """A `ManifestCache` kept as one parquet file in a folder the caller owns.
+class _ParquetStore:
+    """A dict of entries kept as one parquet file in a folder the caller owns: read whole at
+    open (point lookups for every tag or manifest of a run), rewritten atomically on flush
+    (readers never see half a file). An unreadable file, or one of another `FORMAT`, is ignored
+    with a warning: a cache can only cost requests, never a wrong snapshot.
+    Subclasses say what a row is (`_rows`, `_table`)."""
 
-    Parquet because the lake stores it beside the datasets; the whole file is read into a dict
-    at open (point lookups for every tag of a run) and rewritten atomically on flush. Entries
-    are re-verified on load (sha256 of the body must be the key), so a damaged or edited file
-    costs requests, never a wrong snapshot; a file written by another cache format is ignored.
-    """
-
-    FILE_NAME = "registry-manifests.parquet"
-    FORMAT = "1"               # bump when reduce_config keeps different fields
+    FILE_NAME: str
+    FORMAT: str
+    WHAT: str                  # for log lines and the format key
 
     def __init__(self, folder: Path) -> None:
         self.path = Path(folder) / self.FILE_NAME
         self._lock = threading.Lock()
-        self._entries: dict[str, CachedManifest] = {}
+        self._entries: dict = {}
         self._dirty = False
-        self._load()
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def __repr__(self) -> str:
-        return f"ParquetManifestCache({str(self.path)!r}, entries={len(self._entries)})"
+        return f"{type(self).__name__}({str(self.path)!r}, entries={len(self._entries)})"
+
+    @property
+    def _format_key(self) -> bytes:
+        return f"reglife.{self.WHAT.replace(' ', '_')}.format".encode()
 
     def _load(self) -> None:
         import pyarrow as pa
@@ -332,12 +334,57 @@ class ParquetManifestCache:
         try:
             table = pq.read_table(self.path)
         except (OSError, pa.ArrowException) as exc:
-            log.warning("manifest cache %s is unreadable (%s); starting empty", self.path, type(exc).__name__)
+            log.warning("%s %s is unreadable (%s); starting empty", self.WHAT, self.path, type(exc).__name__)
             return
-        metadata = table.schema.metadata or {}
-        if metadata.get(b"reglife.manifest_cache.format") != self.FORMAT.encode():
-            log.warning("manifest cache %s has another format; starting empty", self.path)
+        if (table.schema.metadata or {}).get(self._format_key) != self.FORMAT.encode():
+            log.warning("%s %s has another format; starting empty", self.WHAT, self.path)
             return
+        self._rows(table)
+
+    def _set(self, key: Any, value: Any) -> None:
+        with self._lock:
+            self._entries[key] = value
+            self._dirty = True
+
+    def flush(self) -> None:
+        import pyarrow.parquet as pq
+
+        with self._lock:
+            if not self._dirty:
+                return
+            keys = sorted(self._entries)
+            values = [self._entries[key] for key in keys]
+            self._dirty = False
+        table = self._table(keys, values)
+        table = table.replace_schema_metadata({self._format_key: self.FORMAT.encode()})
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_suffix(".parquet.partial")
+        pq.write_table(table, partial, compression="zstd")
+        partial.replace(self.path)
+
+    def _rows(self, table: Any) -> None:
+        raise NotImplementedError
+
+    def _table(self, keys: list, values: list) -> Any:
+        raise NotImplementedError
+
+
+class ParquetManifestCache(_ParquetStore):
+    """A `ManifestCache` kept as one parquet file (the lake stores it beside the datasets).
+
+    Entries are re-verified on load (sha256 of the body must be the key), so a damaged or
+    edited file costs requests, never a wrong snapshot.
+    """
+
+    FILE_NAME = "registry-manifests.parquet"
+    FORMAT = "1"               # bump when reduce_config keeps different fields
+    WHAT = "manifest cache"
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder)
+        self._load()
+
+    def _rows(self, table: Any) -> None:
         dropped = 0
         for digest, media_type, body, config_json in zip(*(table.column(name).to_pylist() for name in
                                                            ("digest", "media_type", "body", "config_json"))):
@@ -353,79 +400,45 @@ class ParquetManifestCache:
         return self._entries.get(digest)
 
     def put(self, digest: str, media_type: str, body: bytes, config_json: str | None) -> None:
-        with self._lock:
-            self._entries[digest] = CachedManifest(media_type, body, config_json)
-            self._dirty = True
+        self._set(digest, CachedManifest(media_type, body, config_json))
 
-    def flush(self) -> None:
+    def _table(self, keys: list, values: list) -> Any:
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
-        with self._lock:
-            if not self._dirty:
-                return
-            digests = sorted(self._entries)
-            entries = [self._entries[digest] for digest in digests]
-            self._dirty = False
-        schema = pa.schema([("digest", pa.string()), ("media_type", pa.string()), ("body", pa.binary()),
-                            ("config_json", pa.string())],
-                           metadata={"reglife.manifest_cache.format": self.FORMAT})
-        table = pa.Table.from_arrays([pa.array(digests, pa.string()),
-                                      pa.array([entry.media_type for entry in entries], pa.string()),
-                                      pa.array([entry.body for entry in entries], pa.binary()),
-                                      pa.array([entry.config_json for entry in entries], pa.string())],
-                                     schema=schema)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_suffix(".parquet.partial")
-        pq.write_table(table, partial, compression="zstd")
-        partial.replace(self.path)          # readers never see half a file
+        return pa.table({"digest": pa.array(keys, pa.string()),
+                         "media_type": pa.array([entry.media_type for entry in values], pa.string()),
+                         "body": pa.array([entry.body for entry in values], pa.binary()),
+                         "config_json": pa.array([entry.config_json for entry in values], pa.string())})
 
 
-class ReferrersCache:
+class ReferrersCache(_ParquetStore):
     """The OCI referrers of each (repository, manifest), as last asked, kept as one parquet file.
 
     Unlike manifests, referrers change: a signature, SBOM or attestation can be attached to an
     image of any age. An entry therefore answers only within its refresh period (see `get`):
     each manifest is asked again once every `refresh_days` days, on a day fixed by its digest,
     which spreads the re-asking of a cold run's entries evenly over the following runs instead
-    of repeating the cold cost on one day. The price is bounded staleness: a referrer attached without a tag is seen
-    at most `refresh_days` days late (a missed signature of a kept image stays unplanned, so it
-    is never deleted; one of a deleted image is picked up and planned later). `refresh_days`
-    0 disables the cache. `today` is the run's date, so reruns of one day agree.
+    of repeating the cold cost on one day. The price is bounded staleness: a referrer attached
+    without a tag is seen at most `refresh_days` days late (a missed signature of a kept image
+    stays unplanned, so it is never deleted; one of a deleted image is picked up and planned
+    later). `refresh_days` 0 disables the cache. `today` is the run's date, so reruns of one
+    day agree.
     """
 
     FILE_NAME = "registry-referrers.parquet"
     FORMAT = "1"
+    WHAT = "referrers cache"
 
     def __init__(self, folder: Path, *, today: date, refresh_days: int = 14) -> None:
         if refresh_days < 0:
             raise ValueError("refresh_days must be 0 (no cache) or more")
-        self.path = Path(folder) / self.FILE_NAME
+        super().__init__(folder)
         self.today = today
         self.refresh_days = refresh_days
-        self._lock = threading.Lock()
-        self._entries: dict[tuple[str, str], tuple[tuple[str, ...], date]] = {}
-        self._dirty = False
         if refresh_days:
             self._load()
 
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def _load(self) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        if not self.path.exists():
-            return
-        try:
-            table = pq.read_table(self.path)
-        except (OSError, pa.ArrowException) as exc:
-            log.warning("referrers cache %s is unreadable (%s); starting empty", self.path, type(exc).__name__)
-            return
-        if (table.schema.metadata or {}).get(b"reglife.referrers_cache.format") != self.FORMAT.encode():
-            log.warning("referrers cache %s has another format; starting empty", self.path)
-            return
+    def _rows(self, table: Any) -> None:
         for repository, digest, found, checked in zip(*(table.column(name).to_pylist() for name in
                                                          ("repository", "digest", "referrers", "checked_on"))):
             if all(_DIGEST.match(value) for value in (digest, *found)):
@@ -452,33 +465,16 @@ class ReferrersCache:
         return list(found) if (checked.toordinal() + phase) // self.refresh_days == period else None
 
     def put(self, repository: str, digest: str, found: list[str]) -> None:
-        if not self.refresh_days:
-            return
-        with self._lock:
-            self._entries[(repository, digest)] = (tuple(sorted(found)), self.today)
-            self._dirty = True
+        if self.refresh_days:
+            self._set((repository, digest), (tuple(sorted(found)), self.today))
 
-    def flush(self) -> None:
+    def _table(self, keys: list, values: list) -> Any:
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
-        with self._lock:
-            if not self._dirty:
-                return
-            keys = sorted(self._entries)
-            values = [self._entries[key] for key in keys]
-            self._dirty = False
-        schema = pa.schema([("repository", pa.string()), ("digest", pa.string()),
-                            ("referrers", pa.list_(pa.string())), ("checked_on", pa.date32())],
-                           metadata={"reglife.referrers_cache.format": self.FORMAT})
-        table = pa.Table.from_arrays([pa.array([key[0] for key in keys], pa.string()),
-                                      pa.array([key[1] for key in keys], pa.string()),
-                                      pa.array([list(value[0]) for value in values], pa.list_(pa.string())),
-                                      pa.array([value[1] for value in values], pa.date32())], schema=schema)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_suffix(".parquet.partial")
-        pq.write_table(table, partial, compression="zstd")
-        partial.replace(self.path)
+        return pa.table({"repository": pa.array([key[0] for key in keys], pa.string()),
+                         "digest": pa.array([key[1] for key in keys], pa.string()),
+                         "referrers": pa.array([list(value[0]) for value in values], pa.list_(pa.string())),
+                         "checked_on": pa.array([value[1] for value in values], pa.date32())})
 
 
 # ============================================================================ results
