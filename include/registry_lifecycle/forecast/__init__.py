@@ -10,10 +10,11 @@ Modules, each one concept: `series` (5-minute samples -> daily peaks, gaps, rese
 resize events, namespace growth), `promql` (predict_linear and the kube-prometheus rule,
 exactly), `models` (the models behind one fit/forecast interface), `backtest` (rolling origin,
 MASE, coverage, Winkler, the choice), `capacity` (P(full by date), days to full, alert and
-fingerprint), `chart` (the PNG), `run` (one day's run from the lake, and backfills),
-`scenarios` and `bench` (synthetic fill scenarios and the benchmark).
+fingerprint), `chart` (the PNG), `alert` (the message, the per-channel dedup state, delivery),
+`run` (one day's run from the lake, and backfills), `scenarios` and `bench` (synthetic fill
+scenarios and the benchmark).
 
-Importing this package registers the `forecasts` dataset contract and nothing heavy:
+Importing this package registers the forecast's dataset contracts and nothing heavy:
 statsmodels and matplotlib are imported by the modules that need them.
 """
 from .contracts import FORECASTS

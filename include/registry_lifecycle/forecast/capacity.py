@@ -24,6 +24,8 @@ from .settings import ForecastSettings
 
 #: P(full within lead time) bands; moving up a band is news, moving within one is not.
 BANDS = (0.5, 0.8)
+#: What each band is called in an alert: above the policy's threshold, at least 50%, at least 80%.
+SEVERITIES = {1: "warning", 2: "high", 3: "critical"}
 #: A projected date this many days earlier than the one alerted on is news.
 EARLIER_DAYS = 7
 CAPACITY_TOLERANCE = 1e-3
@@ -46,6 +48,10 @@ class AlertFingerprint:
     capacity_bytes: float
     band: int              # 1: above the threshold, 2: P >= 0.5, 3: P >= 0.8
     full_by: date          # first day P(full by day) exceeds the threshold
+
+    @property
+    def severity(self) -> str:
+        return SEVERITIES[self.band]
 
     def to_dict(self) -> dict:
         return {**asdict(self), "full_by": self.full_by.isoformat()}
@@ -150,16 +156,24 @@ def should_alert(previous: AlertFingerprint | None, current: CapacityOutlook) ->
     `previous` is the fingerprint of the last alert sent for this series (None: none yet, or
     the risk went away since, see `fingerprint_to_keep`).
     """
-    fingerprint = current.fingerprint
-    if not current.at_risk or fingerprint is None:
+    if not current.at_risk or current.fingerprint is None:
         return False
-    if previous is None or previous.series != fingerprint.series:
-        return True
-    if abs(fingerprint.capacity_bytes - previous.capacity_bytes) > CAPACITY_TOLERANCE * previous.capacity_bytes:
-        return True
-    if fingerprint.band > previous.band:
-        return True
-    return fingerprint.full_by <= previous.full_by - timedelta(days=EARLIER_DAYS)
+    return what_changed(previous, current.fingerprint) is not None
+
+
+def what_changed(previous: AlertFingerprint | None, current: AlertFingerprint) -> str | None:
+    """Why `current` is news against the last alert sent, in words; None: the same situation."""
+    if previous is None or previous.series != current.series:
+        return "first alert for this situation"
+    if abs(current.capacity_bytes - previous.capacity_bytes) > CAPACITY_TOLERANCE * previous.capacity_bytes:
+        return (f"the capacity changed ({previous.capacity_bytes / 2**30:.1f} -> "
+                f"{current.capacity_bytes / 2**30:.1f} GiB)")
+    if current.band > previous.band:
+        return f"the risk rose from {SEVERITIES[previous.band]} to {SEVERITIES[current.band]}"
+    if current.full_by <= previous.full_by - timedelta(days=EARLIER_DAYS):
+        return (f"the projected date moved {(previous.full_by - current.full_by).days} days closer "
+                f"({previous.full_by.isoformat()} -> {current.full_by.isoformat()})")
+    return None
 
 
 def fingerprint_to_keep(previous: AlertFingerprint | None, current: CapacityOutlook,

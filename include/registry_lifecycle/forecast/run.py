@@ -27,10 +27,10 @@ import pandas as pd
 
 from ..datasets import ALL
 from ..lake import Lake, LakeNotFound
-from . import capacity, chart
+from . import alert, capacity, chart
 from .backtest import Backtest, calibrate, model_for, rolling_origin
 from .capacity import CapacityOutlook
-from .contracts import FORECASTS
+from .contracts import CAPACITY_ALERTS, FORECASTS
 from .models import (
     BASELINES,
     NAMESPACE_CANDIDATES,
@@ -290,21 +290,28 @@ def _audit_times(lake: Lake, first: date, last: date) -> tuple[pd.Timestamp, ...
     return tuple(pd.Timestamp(at) for at in executed.sort_values().unique())
 
 
-def publish(lake: Lake, run: ForecastRun, run_id: str) -> int:
-    """Write the run's forecasts to the lake and commit them; returns the row count."""
+def publish(lake: Lake, run: ForecastRun, run_id: str, *, top_namespaces: int = 5) -> int:
+    """Write the run's forecasts and its alert candidates (capacity_alerts) to the lake and
+    commit them together; returns the forecast row count."""
     with lake.run(run.day, run_id) as lake_run:
         result = lake_run.write(FORECASTS, run.forecasts())
+        lake_run.write(CAPACITY_ALERTS, alert.candidate_frame(alert.candidates(run, top_namespaces=top_namespaces)))
     return result.rows
 
 
 def backfill(lake: Lake, first: date, last: date, settings: ForecastSettings | None = None, *,
              run_id_prefix: str = "backfill", candidates: Sequence[Model] = VOLUME_CANDIDATES) -> list[ForecastRun]:
-    """Recompute and publish the forecasts of every day from `first` to `last` from stored data."""
+    """Recompute and publish the forecasts of every day from `first` to `last` from stored data.
+
+    Alert candidates are recomputed too, but nothing is sent: a backfill tells what a run
+    would have said then, not news for today.
+    """
+    settings = settings or ForecastSettings()
     runs = []
     day = first
     while day <= last:
         run = forecast_day(lake, day, settings, candidates=candidates)
-        publish(lake, run, f"{run_id_prefix}__{day.isoformat()}")
+        publish(lake, run, f"{run_id_prefix}__{day.isoformat()}", top_namespaces=settings.alerts.top_namespaces)
         runs.append(run)
         day += timedelta(days=1)
     return runs
