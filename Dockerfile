@@ -25,6 +25,15 @@ RUN python -m uv export --frozen --no-dev --no-emit-project --format requirement
 # --- 2. the runtime image ------------------------------------------------------------------
 FROM ${AIRFLOW_IMAGE}
 
+# WeasyPrint, which renders the compliance report's PDF, loads Pango (and HarfBuzz' subsetter)
+# at run time, and needs a font for the text. The official image runs as airflow: apt as root.
+USER root
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 \
+       fonts-dejavu-core \
+    && apt-get clean && rm -rf /var/lib/apt/lists/*
+USER airflow
+
 COPY --from=lock /tmp/lock/requirements.lock.txt /tmp/requirements.lock.txt
 
 # Airflow is not replaced: the lock pins apache-airflow==3.3.2, the version this image already
