@@ -144,16 +144,27 @@ def run_bench(stage: str, scale: str, as_json: bool) -> int:
     figures: list[StageFigures] = []
     if stage in ("all", "extract"):
         figures += bench_extract(scale)
+    score = None
+    if stage in ("all", "score"):
+        from .gc.bench import score_benchmark
+
+        score = score_benchmark(scale)
     forecast = None
     if stage in ("all", "forecast"):
         from .forecast.bench import forecast_benchmark
 
         forecast = forecast_benchmark("tiny")
     if as_json:
-        print(json.dumps({"extract": [asdict(f) for f in figures], "forecast": forecast}, indent=2, default=str))
+        print(json.dumps({"extract": [asdict(f) for f in figures], "score": score, "forecast": forecast}, indent=2,
+                         default=str))
         return 0
     if figures:
         print_table(figures)
+    if score is not None:
+        from .gc.bench import print_score_figures
+
+        print()
+        print_score_figures(score)
     if forecast is not None:
         print("\n## forecast (sandbox storage series and fill scenarios)\n")
         print(json.dumps(forecast, indent=2, default=str))

@@ -1015,6 +1015,20 @@ class Lake:
             versions.append(_check_schema_version(metadata, f"{self._url}/{path}"))
         return max(versions)
 
+    def metadata(self, dataset: Dataset | str, day: date, *, run_id: str | None = None) -> dict[str, str]:
+        """The key-value metadata of the committed file `read` would return (the writer's
+        `extra_metadata` and the lake's own `reglife.*` keys), checked against its marker.
+
+        What a file says about itself when it may hold no rows at all (an empty GC plan still
+        has a plan id). Raises LakeNotFound like `read`.
+        """
+        ds = _resolve(dataset)
+        commit = self._select(ds, day, run_id)
+        if commit is None:
+            raise self._not_found(ds, day, "no committed run" if run_id is None else f"no committed data from run "
+                                  f"{run_id!r}")
+        return _file_metadata(self._read_committed(ds, commit, columns=[]).schema)
+
 
 class LakeRun:
     """The writes of one run inside `Lake.run()`; committed together when the block succeeds."""

@@ -8,11 +8,10 @@ import pandas as pd
 import pytest
 
 from registry_lifecycle.config import GcPolicy
-from registry_lifecycle.gc.backtest import safety_floor
 from registry_lifecycle.gc.features import MODEL_FEATURES, build_features
 from registry_lifecycle.gc.reuse_model import (FALLBACK_PRIOR, MIN_LABELLED_DATES, WARM_UP_DAYS, ExampleSet,
                                                calibration_table, fit_reuse_model, labelled_days, reasons,
-                                               reused_after, train)
+                                               reused_after, safety_floor, train)
 
 HORIZON = 30
 

@@ -36,7 +36,7 @@ import pandas as pd
 from ..config import GcPolicy, Policy, load_policy
 from ..lake import Lake
 from .features import History
-from .protections import INDEX_CHILD, MAYBE_INDEX_CHILD, REFERRER, protect
+from .protections import INDEX_CHILD, MAYBE_INDEX_CHILD, REFERRER, ManifestGraph, protect
 from .reclaim import BlobGraph, with_dependents
 from .reuse_model import ExampleSet, ReuseModel, calibration_table, reused_after, train
 from .rules import RULE_GRID, RulePolicy, registry_view
@@ -126,17 +126,6 @@ def _markdown(frame: pd.DataFrame) -> str:
 
 
 # ------------------------------------------------------------------------------ one as-of date
-def safety_floor(gc: GcPolicy) -> GcPolicy:
-    """The protections every policy of a backtest shares: the safety invariants, not the knobs.
-
-    Workload references, rollback targets, DR and suspended CronJobs, referrers and index
-    children, legal holds: no policy may delete those. Tag-revision counts and tag-name
-    patterns are exactly what the rules differ in (and what the model decides from data), so
-    they are left to each policy; `keep_younger_than` stays, a push in flight is never garbage.
-    """
-    return gc.model_copy(update={"keep_tag_revisions": 0, "protected_tag_patterns": {}})
-
-
 _CARRIED = frozenset({INDEX_CHILD, MAYBE_INDEX_CHILD, REFERRER})
 
 
@@ -146,6 +135,7 @@ class _Day:
 
     as_of: date
     images: pd.DataFrame
+    graph: ManifestGraph              # of `images`, shared by every policy's question
     blobs: BlobGraph
     protected: frozenset[str]         # held on their own (not merely carried by a parent)
     candidates: pd.Index
@@ -160,7 +150,7 @@ class _Day:
         key = (doomed, shared_protections)
         if key not in self._memo:
             held = self.protected if shared_protections else frozenset()
-            mask = with_dependents(self.images, list(doomed), list(held))
+            mask = with_dependents(self.images, list(doomed), list(held), graph=self.graph)
             final = pd.Index(self.images["digest"].to_numpy()[mask])
             regret = int(self.reused.reindex(final).fillna(False).astype(bool).sum())
             self._memo[key] = (len(final), regret, self.blobs.reclaim(mask).honest_bytes)
@@ -174,8 +164,8 @@ def _day(history: History, examples: ExampleSet, as_of: date, oracle: RegretOrac
     protections = protect(images, state.tags, state.references, state.namespaces, examples.gc, moment)
     own = protections[protections.map(lambda names: bool(set(names) - _CARRIED)).to_numpy(dtype=bool)]
     digests = pd.Index(images["digest"])
-    return _Day(as_of, images, BlobGraph(images, state.layers), frozenset(own.index), examples.candidates(as_of),
-                oracle(as_of, digests))
+    return _Day(as_of, images, ManifestGraph(images), BlobGraph(images, state.layers), frozenset(own.index),
+                examples.candidates(as_of), oracle(as_of, digests))
 
 
 def _evaluate(history: History, examples: ExampleSet, days: Sequence[date], thresholds: Sequence[float],
@@ -276,7 +266,7 @@ def run_backtest(history: History, first: date, last: date, horizon_days: int,
     """Replay every policy on each stored snapshot in [first, last] with a full horizon after it."""
     gc = gc or GcPolicy()
     days, skipped = _as_of_dates(history, first, last, horizon_days)
-    examples = ExampleSet(history, horizon_days, safety_floor(gc))
+    examples = ExampleSet.for_policy(history, gc, horizon_days)
 
     def stored_outcome(as_of: date, digests: pd.Index) -> pd.Series:
         return reused_after(history, digests, as_of, horizon_days)
@@ -298,7 +288,7 @@ def decision_quality(world, history: History, first: date, last: date, horizon_d
     """
     gc = gc or GcPolicy()
     days = [d for d in history.days if first <= d <= last]
-    examples = ExampleSet(history, horizon_days, safety_floor(gc))
+    examples = ExampleSet.for_policy(history, gc, horizon_days)
 
     def truth(as_of: date, digests: pd.Index) -> pd.Series:
         moment = datetime.combine(as_of, time(23, 59, 59), tzinfo=timezone.utc)

@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..sources.registry import INDEX_TYPES
+from .features import distinct
 from .protections import ManifestGraph
 
 MANIFEST_POSITION = -2      # a `layers` row for the manifest's own blob (layer_digest == image_digest)
@@ -80,7 +81,7 @@ class BlobGraph:
         self.blob_size = np.zeros(len(self.blobs), dtype=np.int64)
         self.blob_size[blob_code] = blobs["size_bytes"].to_numpy(dtype=np.int64)
         width = max(len(self.blobs), 1)
-        pairs = np.unique(pair_image.astype(np.int64) * width + blob_code)
+        pairs = distinct(pair_image.astype(np.int64) * width + blob_code)
         self.pair_image, self.pair_blob = pairs // width, pairs % width
         self.naive_size = np.zeros(len(self.images), dtype=np.int64)
         if images is not None:
@@ -109,8 +110,8 @@ class BlobGraph:
         defaults to every other image."""
         doomed = self.mask(doomed_digests)
         kept_mask = None if kept is None else self.mask(kept)
-        freed = np.unique(self.pair_blob[self._freed_pairs(doomed, kept_mask)])
-        touched = np.unique(self.pair_blob[doomed[self.pair_image]])
+        freed = distinct(self.pair_blob[self._freed_pairs(doomed, kept_mask)])
+        touched = distinct(self.pair_blob[doomed[self.pair_image]])
         shared = np.setdiff1d(touched, freed, assume_unique=True)
         return Reclaim(honest_bytes=int(self.blob_size[freed].sum()), naive_bytes=int(self.naive_size[doomed].sum()),
                        shared_bytes_kept=int(self.blob_size[shared].sum()), blobs_freed=int(len(freed)))
@@ -158,12 +159,14 @@ def unique_bytes(kept: pd.DataFrame, doomed: pd.DataFrame, layers: pd.DataFrame)
 
 
 def with_dependents(images: pd.DataFrame, doomed_digests: Iterable[str] | np.ndarray, held: Iterable[str] = (),
-                    index_children: pd.DataFrame | None = None) -> np.ndarray:
+                    index_children: pd.DataFrame | None = None, *, graph: ManifestGraph | None = None) -> np.ndarray:
     """A mask over `images`: `doomed_digests` plus the children and referrers that go with them.
 
     Without `index_children`, a child stays while an index its repository keeps might list it.
+    `graph`, when given, is `ManifestGraph(images, index_children=index_children)` built once
+    by a caller that asks about many sets of the same images (the backtest's policies).
     """
-    graph = ManifestGraph(images, index_children=index_children)
+    graph = graph or ManifestGraph(images, index_children=index_children)
     doomed = graph.mask(doomed_digests)
     holds = graph.mask(held)
     if not graph.listing_complete:

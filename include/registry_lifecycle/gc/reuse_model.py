@@ -102,6 +102,18 @@ def labelled_days(history: History, horizon_days: int, known_by: date) -> list[d
     return [d for d in history.days if d + timedelta(days=horizon_days) <= last and d >= warm_from]
 
 
+def safety_floor(gc: GcPolicy) -> GcPolicy:
+    """The protections every policy of a backtest shares, and the ones the model learns under:
+    the safety invariants, not the knobs.
+
+    Workload references, rollback targets, DR and suspended CronJobs, referrers and index
+    children, legal holds: no policy may delete those. Tag-revision counts and tag-name
+    patterns are exactly what the rules differ in (and what the model decides from data), so
+    they are left to each policy; `keep_younger_than` stays, a push in flight is never garbage.
+    """
+    return gc.model_copy(update={"keep_tag_revisions": 0, "protected_tag_patterns": {}})
+
+
 @dataclass
 class ExampleSet:
     """Labelled examples of deletable images per as-of day, built once and reused by the backtest."""
@@ -131,6 +143,13 @@ class ExampleSet:
         days = labelled_days(self.history, self.horizon_days, known_by)
         frames = [self.day(d) for d in days]
         return pd.concat(frames) if frames else pd.DataFrame(columns=[*MODEL_FEATURES, "as_of", "reused"])
+
+    @classmethod
+    def for_policy(cls, history: History, gc: GcPolicy, horizon_days: int | None = None) -> "ExampleSet":
+        """The examples a model for `gc` learns from: the images its safety floor leaves deletable,
+        labelled over `horizon_days` (default: the policy's). The backtest and the nightly
+        score train on the same set, so the backtest's figures are those of the model that plans."""
+        return cls(history, horizon_days or gc.horizon_days, safety_floor(gc))
 
 
 # ------------------------------------------------------------------------------ the model
