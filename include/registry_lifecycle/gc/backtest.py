@@ -35,6 +35,7 @@ import pandas as pd
 
 from ..config import GcPolicy, Policy, load_policy
 from ..lake import Lake
+from ..units import human_bytes
 from .features import History
 from .protections import INDEX_CHILD, MAYBE_INDEX_CHILD, REFERRER, ManifestGraph, protect
 from .reclaim import BlobGraph, with_dependents
@@ -107,13 +108,6 @@ class BacktestResult:
         return "\n".join(lines)
 
 
-def _human(size: float) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
 
 
 def _markdown(frame: pd.DataFrame) -> str:

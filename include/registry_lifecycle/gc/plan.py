@@ -39,6 +39,7 @@ import pyarrow.compute as pc
 from ..config import GC_MODES_BY_CAUTION, GcPolicy, Policy
 from ..datasets import TS, Dataset, register
 from ..lake import Lake, LakeNotFound
+from ..units import human_bytes, markdown_cell
 from .features import distinct
 from .protections import (REFERRER, TAG_DERIVED, ManifestGraph, as_lists, direct_protections, namespace_environments,
                           namespace_metadata, repository_namespaces)
@@ -175,45 +176,36 @@ class Plan:
             *(f"| {name} | {int(counts.get(name, 0)):,} |"
               for name in (DELETE, DEFERRED, REPORT_ONLY, KEEP, PROTECTED)),
             "",
-            f"**Frees {_human(self.reclaim.honest_bytes)}** ({self.reclaim.blobs_freed:,} blobs no kept image "
+            f"**Frees {human_bytes(self.reclaim.honest_bytes)}** ({self.reclaim.blobs_freed:,} blobs no kept image "
             f"references, shared layers counted once). The naive sum of the deleted images' sizes would say "
-            f"{_human(self.reclaim.naive_bytes)}; {_human(self.reclaim.shared_bytes_kept)} of their blobs stay "
+            f"{human_bytes(self.reclaim.naive_bytes)}; {human_bytes(self.reclaim.shared_bytes_kept)} of their blobs stay "
             "because kept images share them.",
             "",
         ]
         for mode, row in by_mode.iterrows():
             verb = "after this approval" if mode == "approve" else "without approval (mode auto)"
-            lines.append(f"- {int(row['size']):,} images, {_human(int(row['sum']))}, deleted {verb}")
+            lines.append(f"- {int(row['size']):,} images, {human_bytes(int(row['sum']))}, deleted {verb}")
         if counts.get(DEFERRED, 0):
             lines.append(f"- {int(counts[DEFERRED]):,} candidates deferred beyond the per-run caps "
-                         f"({self.policy.caps.max_images:,} images, {_human(self.policy.caps.max_bytes)})")
+                         f"({self.policy.caps.max_images:,} images, {human_bytes(self.policy.caps.max_bytes)})")
         if counts.get(REPORT_ONLY, 0):
             lines.append(f"- {int(counts[REPORT_ONLY]):,} candidates in audit-mode namespaces: reported, never deleted")
         namespaces = self.totals("namespace")
         namespaces = namespaces[namespaces["images"] > 0].head(top_namespaces)
         lines += ["", "**Top namespaces**", "", "| namespace | images | frees | naive sum |", "|---|---:|---:|---:|"]
-        lines += [f"| {name} | {int(row['images']):,} | {_human(int(row['bytes']))} "
-                  f"| {_human(int(row['naive_bytes']))} |" for name, row in namespaces.iterrows()]
+        lines += [f"| {name} | {int(row['images']):,} | {human_bytes(int(row['bytes']))} "
+                  f"| {human_bytes(int(row['naive_bytes']))} |" for name, row in namespaces.iterrows()]
         biggest = actions.sort_values(["bytes", "digest"], ascending=[False, True]).head(largest)
         lines += ["", f"**The {len(biggest)} largest items**", "", "| rank | image | frees | action | why |",
                   "|---:|---|---:|---|---|"]
-        lines += [f"| {int(row.rank)} | `{row.repository}@{row.digest[:19]}` | {_human(int(row.bytes))} | {row.action} "
-                  f"| {_markdown_cell(row.reason)} |" for row in biggest.itertuples()]
+        lines += [f"| {int(row.rank)} | `{row.repository}@{row.digest[:19]}` | {human_bytes(int(row.bytes))} | {row.action} "
+                  f"| {markdown_cell(row.reason)} |" for row in biggest.itertuples()]
         lines += ["", f"Plan id: `{self.plan_id}`"]
         return "\n".join(lines)
 
 
-def _human(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
-def _markdown_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def policy_sha256(policy: GcPolicy) -> str:
@@ -479,7 +471,7 @@ def _reasons(digests: pd.Index, decision: np.ndarray, protections: pd.Series, sc
              root: np.ndarray, rank: np.ndarray, selected: np.ndarray, parents: Mapping[str, str]) -> np.ndarray:
     """One sentence per image that a reviewer can check against the policy."""
     threshold = f"{gc.threshold:g}"
-    caps = f"max_images {gc.caps.max_images:,}, max_bytes {_human(gc.caps.max_bytes)}"
+    caps = f"max_images {gc.caps.max_images:,}, max_bytes {human_bytes(gc.caps.max_bytes)}"
     p_reuse = scores["p_reuse"].to_numpy(dtype=float)
     model_reasons = scores["model_reason"].to_numpy(dtype=object)
     names = protections.to_numpy()

@@ -37,6 +37,7 @@ import pyarrow as pa
 from ..config import BYTES_PER_GB, MirrorTarget, Policy
 from ..datasets import PULLS_DAILY, TS, Dataset, register
 from ..lake import Lake
+from ..units import human_bytes
 from .cost import economics, money
 from .demand import Units, dr_requirements, regional_demand, units
 from .target_state import TargetState
@@ -73,13 +74,6 @@ MIRROR_PLAN = register(Dataset("mirror_plan", pa.schema([
     "repositories (comma-separated) the unit lands in on the target, repository the first of them"))
 
 
-def _human(size: float) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 # ------------------------------------------------------------------------------ inputs
@@ -237,7 +231,7 @@ class MirrorPlan:
                       "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
             for row in self.totals.itertuples():
                 lines.append(f"| {row.target} | {row.region} | {row.mirror_images} ({row.dr_images}) "
-                             f"| {_human(row.bytes_to_copy)} | {money(row.transfer_cost, currency)} "
+                             f"| {human_bytes(row.bytes_to_copy)} | {money(row.transfer_cost, currency)} "
                              f"| {money(row.storage_cost_added_per_month, currency)} "
                              f"| {money(row.egress_saved_per_month, currency)} | {row.retire_images} "
                              f"| {money(row.monthly_cost_delta, currency)} |")
@@ -393,7 +387,7 @@ def _decide(group: pd.DataFrame, target: MirrorTarget | None, state: TargetState
             actions.append(MIRROR)
             sizes.append(row.new_bytes)
             deltas.append(storage - saved)
-            copy = f"copying {_human(row.new_bytes)} costs {money(storage, currency)}/month + " \
+            copy = f"copying {human_bytes(row.new_bytes)} costs {money(storage, currency)}/month + " \
                    f"{money(transfer, currency)} once" if row.new_bytes else "its blobs are already there"
             reasons.append(f"{demand} would save {money(saved, currency)}/month in egress; {copy}")
         else:
@@ -401,7 +395,7 @@ def _decide(group: pd.DataFrame, target: MirrorTarget | None, state: TargetState
             sizes.append(row.new_bytes)
             deltas.append(0.0)
             reasons.append(f"{demand} save {money(saved * mirror.horizon_days / 30, currency)} over "
-                           f"{mirror.horizon_days} days, less than storing {_human(row.new_bytes)} "
+                           f"{mirror.horizon_days} days, less than storing {human_bytes(row.new_bytes)} "
                            f"({money(storage * mirror.horizon_days / 30, currency)}) + transfer "
                            f"({money(transfer, currency)})")
     group["action"], group["reason"], group["monthly_cost_delta"], group["bytes"] = actions, reasons, deltas, sizes
@@ -440,7 +434,7 @@ def _apply_dr(lines: pd.DataFrame, required: pd.DataFrame, targets: Mapping[str,
             lines.loc[index[0], "monthly_cost_delta"] = row["storage_cost_per_month"] - row["egress_saved_per_month"]
             lines.loc[index[0], "reason"] = (
                 f"DR rule {item.rule}: {item.workload} runs it and {1 + len(holding)} of {item.min_registries} "
-                f"registries hold it; copying {_human(row['bytes'])} costs "
+                f"registries hold it; copying {human_bytes(row['bytes'])} costs "
                 f"{money(row['storage_cost_per_month'], currency)}/month + {money(row['transfer_cost'], currency)} once")
             holding.add(target.name)
         if 1 + len(holding) < item.min_registries:

@@ -7,16 +7,14 @@ from typing import Any
 
 import pandas as pd
 
+from .. import units
 from .section import Fact
 
 NO_DATA_TEXT = "no data"
 
 
 def human_bytes(value: float) -> str:
-    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if abs(value) >= size:
-            return f"{value / size:,.2f} {unit}"
-    return f"{int(value):,} B"
+    return units.human_bytes(value, decimals=2)
 
 
 def is_missing(value: Any) -> bool:
