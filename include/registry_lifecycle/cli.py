@@ -98,6 +98,19 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--plot", type=Path, default=None, help="write the regret/bytes frontier as a PNG")
     backtest.add_argument("--json", action="store_true", help="print one JSON document on stdout")
 
+    score = commands.add_parser(
+        "score", help="score every image of a day's snapshot and plan the GC (registry_gc's plan step)",
+        description="Trains the reuse model on the lake's own history, scores every image of the snapshot of "
+                    "--date (or the newest stored before it), applies the hard protections and the policy's "
+                    "threshold and caps, and commits gc_scores and gc_plan for --date. Prints the plan summary "
+                    "(the approval request's body), or with --json one JSON document. Re-running with the same "
+                    "--run-id is idempotent.")
+    score.add_argument("--lake", required=True, help="lake folder or s3://bucket/prefix")
+    score.add_argument("--date", type=_date, required=True, help="the day to plan (its snapshot, or the newest before)")
+    score.add_argument("--policy", type=Path, default=None, help="policy YAML (default: the packaged one)")
+    score.add_argument("--run-id", default=None, help="lake run id to write under (default: score__DATE)")
+    score.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
     forecast = commands.add_parser(
         "forecast", help="forecast registry storage from the lake: days to full, P(full), chart",
         description="Fits the capacity models on storage_usage up to the end of --date, chooses one per volume "
@@ -108,8 +121,56 @@ def build_parser() -> argparse.ArgumentParser:
     forecast.add_argument("--out", type=Path, default=None, help="folder for the PNG charts")
     forecast.add_argument("--json", action="store_true", help="print one JSON document on stdout")
 
+    report = commands.add_parser(
+        "report", help="the compliance report of a quarter or a custom period: HTML, PDF, CSV, JSON, SHA-256 manifest",
+        description="Builds every section of the compliance report from what the lake stores for the period "
+                    "(inventory and change, provenance, tag policy, vulnerabilities, deletions and their approvals, "
+                    "capacity, data quality, control mapping) and writes the bundle to --out: report.html, report.pdf, "
+                    "evidence.json, tables/*.csv, charts/*.png and MANIFEST.sha256, zipped beside it. --store also "
+                    "uploads it where the registry_compliance_report DAG stores reports.")
+    report.add_argument("--lake", required=True, help="lake folder or s3://bucket/prefix")
+    period = report.add_mutually_exclusive_group(required=True)
+    period.add_argument("--quarter", help="a calendar quarter, e.g. 2026Q3")
+    period.add_argument("--from", dest="first", type=_date, help="first day of a custom period (needs --to)")
+    report.add_argument("--to", dest="last", type=_date, help="last day of a custom period")
+    report.add_argument("--out", type=Path, required=True, help="folder for the bundle")
+    report.add_argument("--policy", type=Path, default=None, help="policy YAML (default: the packaged one)")
+    report.add_argument("--store", nargs="?", const="", default=None, metavar="LOCATION",
+                        help="also store the bundle: in LOCATION (s3://bucket/prefix or a folder), or with no value "
+                             "where the policy's report.location says; S3 credentials from the AWS environment")
+    report.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
+    mirror_plan = commands.add_parser(
+        "mirror-plan", help="plan cross-registry mirroring from demand and cost: what to copy where, and why",
+        description="Reads the snapshot and the pulls of mirror.lookback_days up to --date, asks each target in the "
+                    "policy's mirror section what it holds (REGLIFE_MIRROR_<NAME>_USERNAME/PASSWORD), decides per "
+                    "(image, target) to copy, keep, retire or skip, publishes the mirror_plan dataset and prints the "
+                    "totals and monthly cost delta per target. --out writes skopeo sync YAML, oc-mirror "
+                    "ImageSetConfigurations and ImageDigestMirrorSets.")
+    mirror_plan.add_argument("--lake", required=True, help="lake folder or s3://bucket/prefix")
+    mirror_plan.add_argument("--date", type=_date, required=True, help="the day to plan for")
+    mirror_plan.add_argument("--policy", type=Path, default=None, help="policy YAML (default: the packaged one)")
+    mirror_plan.add_argument("--out", type=Path, default=None, help="folder for the exports and the plan summary")
+    mirror_plan.add_argument("--assume-empty-targets", action="store_true",
+                             help="plan as if no target held anything yet, without asking them (offline)")
+    mirror_plan.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
+    mirror_copy = commands.add_parser(
+        "mirror-copy", help="copy an approved mirror plan to its targets, then verify every copy by digest",
+        description="Executes the stored mirror plan --plan-id of --date, approved by --approved-by (the approval "
+                    "is recorded with every action in mirror_audit), from REGLIFE_REGISTRY_URL to the targets, "
+                    "then checks each copy on its target. Exit code 4 when anything failed or did not verify.")
+    mirror_copy.add_argument("--lake", required=True, help="lake folder or s3://bucket/prefix")
+    mirror_copy.add_argument("--date", type=_date, required=True, help="the day the plan was made for")
+    mirror_copy.add_argument("--plan-id", required=True, help="the plan's id, as mirror-plan printed it")
+    mirror_copy.add_argument("--approved-by", required=True, help="who approved this exact plan")
+    mirror_copy.add_argument("--targets", default=None, help="comma-separated targets to copy to (default: all)")
+    mirror_copy.add_argument("--deep-verify", action="store_true", help="download and hash every copied blob")
+    mirror_copy.add_argument("--policy", type=Path, default=None, help="policy YAML (default: the packaged one)")
+    mirror_copy.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
     bench = commands.add_parser("bench", help="measure the performance targets (wall time, rows/s, requests, peak RSS)")
-    bench.add_argument("--stage", choices=["all", "extract", "forecast"], default="all")
+    bench.add_argument("--stage", choices=["all", "extract", "score", "forecast"], default="all")
     bench.add_argument("--scale", choices=["tiny", "S", "M", "L"], default="S")
     bench.add_argument("--json", action="store_true", help="print one JSON document on stdout")
 
@@ -184,16 +245,42 @@ def _extract(args: argparse.Namespace) -> int:
     return 0 if all(entry["published"] for entry in report) else 3
 
 
+def _score(args: argparse.Namespace) -> int:
+    from .config import PolicyError, load_policy
+    from .gc.plan import PlanError
+    from .gc.run import score_day
+    from .lake import Lake, LakeError
+
+    try:
+        policy = load_policy(args.policy)
+        outcome = score_day(Lake(str(args.lake)), args.date, policy, run_key=args.run_id)
+    except (PolicyError, PlanError, LakeError) as error:
+        print("reglife score: " + " ".join(str(error).split()), file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(outcome.as_json(), indent=2))
+    else:
+        print(outcome.summary_markdown)
+    return 0
+
+
 def _forecast(args: argparse.Namespace) -> int:
     from .config import load_policy
+    from .forecast import alert
     from .forecast.run import forecast_day, publish
     from .lake import Lake
 
     policy = load_policy(args.policy)
     lake = Lake(str(args.lake))
     run = forecast_day(lake, args.date, policy.forecast)
-    publish(lake, run, run_id=f"manual__{args.date.isoformat()}")
+    run_id = f"manual__{args.date.isoformat()}"
+    publish(lake, run, run_id=run_id, top_namespaces=policy.forecast.alerts.top_namespaces)
     summary = run.as_dict()
+    # The decision the DAG's alert task would take now; the CLI itself never sends.
+    channels = [notifier.channel for notifier in policy.forecast.alerts.notifiers]
+    decided = alert.decisions(lake, args.date, alert.read_candidates(lake, args.date, run_id), channels)
+    for volume, decision in zip(summary["volumes"], decided, strict=True):
+        volume["alert"] = decision.as_dict()
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         for volume in run.volumes:
@@ -208,6 +295,50 @@ def _forecast(args: argparse.Namespace) -> int:
             print(f"{volume['series']}: model {volume['model']} ({volume['reason']})")
             if "summary" in volume:
                 print(f"  {volume['summary']}")
+            decision = volume["alert"]
+            state = (f"FIRES ({decision['severity']})" if decision["fires"]
+                     else "at risk, not repeated" if decision["at_risk"] else "no alert")
+            print(f"  alert: {state}: {decision['reason']}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .config import PolicyError, load_policy, policy_with
+    from .lake import Lake, LakeError
+    from .report import period as periods
+    from .report.run import generate, report_store, summary
+    from .report.storage import StorageError
+
+    try:
+        if args.quarter:
+            period = periods.quarter(args.quarter)
+        elif args.last is None:
+            raise periods.PeriodError("--from needs --to (the last day of the period)")
+        else:
+            period = periods.custom(args.first, args.last)
+        policy = load_policy(args.policy)
+        generated = generate(Lake(str(args.lake)), period, policy, args.out)
+        stored = None
+        if args.store is not None:
+            if args.store:
+                policy = policy_with(policy, {"report": {"location": args.store}})
+            stored = report_store(policy.report).store(generated.bundle, period.label, generated.report.generated_at)
+    except (periods.PeriodError, PolicyError, LakeError, StorageError) as error:
+        print("reglife report: " + " ".join(str(error).split()), file=sys.stderr)
+        return 2
+    result = summary(generated, stored)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"{result['name']}: {generated.report.period.describe()}")
+    for key, status in result["sections"].items():
+        print(f"  {key:<16} {status}")
+    for line in result["headlines"]:
+        print(f"  {line['label']}: {line['text']}")
+    print(f"bundle {result['bundle']} ({result['files']} files, checked by MANIFEST.sha256)")
+    print(f"zip    {result['zip']} sha256 {result['zip_sha256']}")
+    if stored is not None:
+        print(f"stored {report_store(policy.report).location}/{stored.folder}")
     return 0
 
 
@@ -227,8 +358,24 @@ def main(argv: list[str] | None = None) -> int:
         run_backtest(str(args.lake), args.first, args.last, args.horizon, json=args.json,
                      policy=load_policy(args.policy), plot=args.plot)
         return 0
+    if args.command == "score":
+        return _score(args)
     if args.command == "forecast":
         return _forecast(args)
+    if args.command == "report":
+        return _report(args)
+    if args.command in ("mirror-plan", "mirror-copy"):
+        from .config import load_policy
+        from .mirror import run as mirror_run
+
+        policy = load_policy(args.policy)
+        if args.command == "mirror-plan":
+            return mirror_run.plan_command(str(args.lake), args.date, policy, as_json=args.json, out=args.out,
+                                           assume_empty_targets=args.assume_empty_targets)
+        targets = [name.strip() for name in args.targets.split(",") if name.strip()] if args.targets else None
+        return mirror_run.copy_command(str(args.lake), args.date, policy, plan_id=args.plan_id,
+                                       approved_by=args.approved_by, targets=targets, as_json=args.json,
+                                       deep=args.deep_verify)
     if args.command == "bench":
         from .bench import run_bench
 

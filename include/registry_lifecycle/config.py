@@ -198,6 +198,26 @@ class CircuitBreaker(_Strict):
     max_errors: int = Field(5, ge=1, description="stop the run after this many failed deletions")
 
 
+class RegistryGc(_Strict):
+    """The registry's own blob garbage collection, after the manifests are deleted."""
+
+    command: list[str] = Field(
+        default_factory=list, description="argv run after the deletions, e.g. a script that makes the registry "
+        "read-only and runs `registry garbage-collect CONFIG`; empty = the registry's own pruner frees the blobs "
+        "later (OpenShift: the ImagePruner)")
+    storage_command: list[str] = Field(
+        default_factory=list, description="argv that prints the blob store's used bytes first on stdout (e.g. "
+        "du -sb DIR), run before the deletions and after the command; empty = bytes freed are not measured")
+    timeout: Duration = Field(timedelta(hours=2), description="the command is stopped and the step fails after this")
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than 0, e.g. 2h")
+        return value
+
+
 class Approval(_Strict):
     channel: Literal["airflow", "cluster"] = Field(
         "airflow", description="airflow: the HITL ApprovalOperator; cluster: an approval object in "
@@ -259,6 +279,10 @@ class GcPolicy(_Strict):
     caps: GcCaps = GcCaps()
     circuit_breaker: CircuitBreaker = CircuitBreaker()
     approval: Approval = Approval()
+    backend: Literal["openshift", "oci"] = Field(
+        "openshift", description="openshift: untag and delete Image objects through the API, as oc adm prune images "
+        "does; oci: DELETE manifests through the registry's v2 API (a plain distribution registry)")
+    registry_gc: RegistryGc = RegistryGc()
 
     @field_validator("keep_younger_than")
     @classmethod
@@ -298,6 +322,73 @@ class GcPolicy(_Strict):
 
 # ------------------------------------------------------------------------------ policy
 # ------------------------------------------------------------------------------ forecast
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+
+
+def _email_addresses(addresses: list[str]) -> list[str]:
+    wrong = [address for address in addresses if not _EMAIL.match(address)]
+    if wrong:
+        raise ValueError(f"not an email address: {', '.join(map(repr, wrong))}")
+    return addresses
+
+
+EmailAddresses = Annotated[list[str], AfterValidator(_email_addresses)]
+
+
+class _AlertNotifier(_Strict):
+    """A channel that alerts go to (capacity alerts; report notices reuse it). Secrets (SMTP
+    password, webhook URL with its token, bearer token) live only in the Airflow Connection
+    named by `connection_id`, never in the policy."""
+
+    name: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9_.-]*$",
+                             description="names this channel in the delivery log; default: the kind")
+
+    @property
+    def channel(self) -> str:
+        return self.name or self.kind      # type: ignore[attr-defined]
+
+
+class EmailAlerts(_AlertNotifier):
+    kind: Literal["email"]
+    connection_id: str = Field("smtp_default", description="smtp Connection (host, port, login, password)")
+    to: EmailAddresses = Field(min_length=1)
+    cc: EmailAddresses = Field(default_factory=list)
+    from_email: str | None = Field(None, description="default: the Connection's from_email")
+
+
+class SlackAlerts(_AlertNotifier):
+    kind: Literal["slack"]
+    connection_id: str = Field("slack_default", description="slackwebhook Connection: the incoming-webhook URL "
+                                                            "(or its token path) in the password")
+
+
+class WebhookAlerts(_AlertNotifier):
+    kind: Literal["webhook"]
+    connection_id: str = Field(description="http Connection: URL in host/schema/port (+ extra `endpoint`), "
+                                           "bearer token in the password, extra `headers`, `ca_bundle`, `verify`")
+    include_chart: bool = Field(True, description="send the chart as base64 PNG in the JSON body")
+    timeout_seconds: float = Field(10, gt=0, le=120)
+
+
+AlertNotifier = Annotated[EmailAlerts | SlackAlerts | WebhookAlerts, Field(discriminator="kind")]
+
+
+class AlertSettings(_Strict):
+    """Who is told when the registry may fill, and through which Airflow notifiers."""
+
+    notifiers: list[AlertNotifier] = Field(default_factory=list, description="empty: decide and record, send nothing")
+    top_namespaces: int = Field(5, ge=0, le=50, description="fastest-growing namespaces listed in an alert")
+
+    @field_validator("notifiers")
+    @classmethod
+    def _unique_channels(cls, notifiers: list) -> list:
+        channels = [notifier.channel for notifier in notifiers]
+        twice = sorted({channel for channel in channels if channels.count(channel) > 1})
+        if twice:
+            raise ValueError(f"two notifiers are called {', '.join(map(repr, twice))}; give each a distinct `name`")
+        return notifiers
+
+
 class ForecastSettings(_Strict):
     """Capacity forecast: how far ahead to look, and when to wake someone up (alert when the
     registry is at least 20% likely to be full within 30 days: weeks of warning, not the four
@@ -319,6 +410,207 @@ class ForecastSettings(_Strict):
     backtest_step_days: int = Field(7, ge=1, description="days between backtest origins")
     paths: int = Field(1000, ge=100, description="simulated future paths per forecast")
     seed: int = 0
+    alerts: AlertSettings = AlertSettings()
+
+
+# ------------------------------------------------------------------------------ mirror
+_REPOSITORY_PATH = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
+# Cloud bills count a "GB" of transfer and storage as 2^30 bytes.
+BYTES_PER_GB = 2**30
+
+
+class MirrorTarget(_Strict):
+    """A registry that may hold copies: where it is, what it costs, how to log in (a Connection)."""
+
+    name: str = Field(description="short name used in plans, audit records and exports")
+    url: str = Field(description="the target's v2 API and pull host, e.g. https://mirror.eu-west-1.example.com")
+    region: str = Field(description="clusters mapped to this region (cluster_regions) pull from it once mirrored")
+    connection_id: str = Field(description="Airflow Connection with the target's login, password/token, ca_bundle")
+    egress_cost_per_gb: float = Field(ge=0, description="price of one GB moved from the source registry's region to "
+                                                        "this one: what each remote pull costs now, and a copy costs once")
+    storage_cost_per_gb_month: float = Field(ge=0, description="price of keeping one GB on this target for a month")
+    repository_prefix: str = Field("", description="repositories land under this path on the target ('' = same path)")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _DNS_LABEL.match(value):
+            raise ValueError("write a short lower-case name of letters, digits and '-', e.g. eu-west")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        scheme, _, rest = value.partition("://")
+        host = rest.split("/", 1)[0]
+        if scheme not in ("https", "http") or not host or rest.strip("/") != host:
+            raise ValueError("write the registry's root URL, e.g. https://mirror.example.com or https://host:5000")
+        return value.rstrip("/")
+
+    @field_validator("repository_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        value = value.strip("/")
+        if value and not _REPOSITORY_PATH.match(value):
+            raise ValueError("not a repository path (lower-case components separated by '/'), e.g. mirrors/ocp")
+        return value
+
+    @property
+    def pull_host(self) -> str:
+        """The target as image references write it: `host[:port]`."""
+        return self.url.partition("://")[2]
+
+    def repository(self, source_repository: str) -> str:
+        """Where a source repository lands on this target."""
+        return f"{self.repository_prefix}/{source_repository}" if self.repository_prefix else source_repository
+
+
+class DrMatch(_Strict):
+    env: str | None = Field(None, description="glob on the namespace's environment label, e.g. prod")
+    namespace: str | None = Field(None, description="glob on the namespace name")
+    cluster: str | None = Field(None, description="glob on references.cluster")
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> DrMatch:
+        if self.env is None and self.namespace is None and self.cluster is None:
+            raise ValueError("give env, namespace and/or cluster; to match every workload write namespace: '*'")
+        return self
+
+    def matches(self, namespace: str, env: str | None, cluster: str) -> bool:
+        return ((self.namespace is None or fnmatch.fnmatchcase(namespace, self.namespace))
+                and (self.env is None or (env is not None and fnmatch.fnmatchcase(env, self.env)))
+                and (self.cluster is None or fnmatch.fnmatchcase(cluster, self.cluster)))
+
+
+class DrRule(_Strict):
+    """Every image an active workload matching `match` references exists in at least
+    `min_registries` registries, the source registry counted."""
+
+    name: str
+    match: DrMatch
+    min_registries: int = Field(2, ge=2, le=10)
+    targets: list[str] = Field(default_factory=list, description="targets that may hold the copies; empty = any")
+
+
+class MirrorTransfer(_Strict):
+    """How approved copies run: pace, retries and the blast radius of one run."""
+
+    concurrency: int = Field(4, ge=1, le=32, description="images copied in parallel per target")
+    bandwidth_limit: Annotated[ByteSize, Field(gt=0)] | None = Field(
+        None, description="bytes per second read from the source by all copies of a run; null = unlimited")
+    chunk_size: Annotated[ByteSize, Field(ge=64 * 1024)] = Field(
+        16 * 2**20, description="blobs larger than this are uploaded in PATCH chunks that resume after a cut")
+    max_retries: int = Field(4, ge=0, le=20)
+    timeout_seconds: float = Field(120, gt=0)
+    max_images: int = Field(5000, ge=1, description="plan lines executed per run at most")
+    max_bytes: Annotated[ByteSize, Field(gt=0)] = Field(2**40, description="bytes copied per run at most")
+    max_errors: int = Field(5, ge=1, description="a target stops after this many failed images in a run")
+
+
+class MirrorPolicy(_Strict):
+    """What is worth mirroring where: demand by region, prices, DR rules and filters."""
+
+    source_region: str = Field("local", description="region of the registry this lifecycle manages")
+    source_pull_host: str = Field("image-registry.openshift-image-registry.svc:5000",
+                                  description="the source registry as workloads' image references write it")
+    cluster_regions: dict[str, str] = Field(default_factory=dict,
+                                            description="cluster (pulls_daily.cluster) -> region; unlisted clusters "
+                                                        "are in the source region")
+    targets: list[MirrorTarget] = Field(default_factory=list)
+    dr_rules: list[DrRule] = Field(default_factory=list)
+    allow: list[str] = Field(default_factory=lambda: ["*"], description="globs on repositories that may be mirrored")
+    deny: list[str] = Field(default_factory=list, description="globs on repositories never mirrored (wins over allow)")
+    lookback_days: int = Field(28, ge=1, le=365, description="pull history that estimates demand")
+    horizon_days: int = Field(30, ge=1, le=730, description="a copy must pay for itself within this many days")
+    cold_pull_fraction: float = Field(0.25, ge=0, le=1, description="share of pulls that download the image's "
+                                                                    "layers (a node without them cached)")
+    retire: bool = Field(False, description="plan removing copies that no longer pay for themselves")
+    currency: str = "USD"
+    transfer: MirrorTransfer = MirrorTransfer()
+    approval: Approval = Approval()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MirrorPolicy:
+        names = [target.name for target in self.targets]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"two targets are called {', '.join(map(repr, twice))}; give each a distinct name")
+        for rule in self.dr_rules:
+            unknown = [name for name in rule.targets if name not in names]
+            if unknown:
+                raise ValueError(f"dr rule {rule.name!r} names unknown target(s) {', '.join(map(repr, unknown))}; "
+                                 f"targets: {', '.join(names) or 'none'}")
+            eligible = len(rule.targets or names)
+            if rule.min_registries > 1 + eligible:
+                raise ValueError(f"dr rule {rule.name!r} asks for {rule.min_registries} registries, but only the "
+                                 f"source and {eligible} target(s) may hold copies")
+        return self
+
+    def region_of(self, cluster: str) -> str:
+        return self.cluster_regions.get(cluster, self.source_region)
+
+    def denied_by(self, repository: str) -> str | None:
+        """The pattern that keeps `repository` from being mirrored, or None if it may be."""
+        for pattern in self.deny:
+            if fnmatch.fnmatchcase(repository, pattern):
+                return f"deny {pattern}"
+        if not any(fnmatch.fnmatchcase(repository, pattern) for pattern in self.allow):
+            return "no allow pattern matches"
+        return None
+
+
+# ------------------------------------------------------------------------------ report
+class ObjectLock(_Strict):
+    """S3 Object Lock on every stored report file (the bucket must have Object Lock enabled).
+    COMPLIANCE: nobody, root included, can delete or shorten it; GOVERNANCE: only with
+    s3:BypassGovernanceRetention."""
+
+    mode: Literal["GOVERNANCE", "COMPLIANCE"] | None = Field(None, description="null: no retention is set")
+    retain_days: int = Field(2557, ge=1, le=36_500, description="retention from the upload (2557 days = 7 years)")
+
+
+class ReportSettings(_Strict):
+    """The quarterly compliance report: where it is stored, who may download it, who is told."""
+
+    location: str | None = Field(None, description="s3://bucket/prefix or a folder for the report bundles; "
+                                                   "null: ./data/reports (or REGLIFE_REPORT_LOCATION)")
+    connection_id: str = Field("aws_default", description="aws Connection with the S3 keys and endpoint_url")
+    object_lock: ObjectLock = ObjectLock()
+    download_url_ttl: Duration = Field(timedelta(hours=1), description="lifetime of presigned download URLs "
+                                                                         "(notification and download page)")
+    download_roles: list[str] = Field(default_factory=lambda: ["admin"], min_length=1,
+                                      description="Airflow roles (any of, case-insensitive) allowed on the "
+                                                  "download page")
+    notifiers: list[AlertNotifier] = Field(default_factory=list, description="who is told that a report is ready "
+                                                                             "(same kinds as forecast.alerts)")
+    prod_environments: list[str] = Field(default_factory=lambda: ["prod"],
+                                         description="values of gc.environment_label that count as production")
+    release_tag_patterns: list[TagPattern] = Field(
+        default_factory=lambda: [r"^v?\d+\.\d+\.\d+$"],
+        description="regexes of tags that must never move once pushed: a re-pointed one is a finding")
+    vulnerability_sla_days: int = Field(30, ge=1, le=365, description="critical/high findings with a fix must be "
+                                                                      "remediated within this many days")
+
+    @field_validator("download_url_ttl")
+    @classmethod
+    def _short_lived(cls, value: timedelta) -> timedelta:
+        # S3 refuses presigned URLs valid for more than 7 days (SigV4); long-lived links leak.
+        if not timedelta(seconds=1) <= value <= timedelta(days=7):
+            raise ValueError("must be between 1s and 7d; a download link is a bearer credential, keep it short")
+        return value
+
+    @field_validator("download_roles")
+    @classmethod
+    def _roles(cls, value: list[str]) -> list[str]:
+        for index, role in enumerate(value):
+            if not role.strip():
+                raise ValueError(f"entry [{index}] is empty; give an Airflow role name or remove the entry")
+        return value
+
+    @field_validator("notifiers")
+    @classmethod
+    def _unique_channels(cls, notifiers: list) -> list:
+        return AlertSettings._unique_channels(notifiers)
 
 
 class Policy(_Strict):
@@ -327,6 +619,8 @@ class Policy(_Strict):
     validation: Validation = Validation()
     gc: GcPolicy = GcPolicy()
     forecast: ForecastSettings = ForecastSettings()
+    mirror: MirrorPolicy = MirrorPolicy()
+    report: ReportSettings = ReportSettings()
 
 
 class PolicyError(ValueError):
@@ -341,15 +635,24 @@ def _path(loc: tuple) -> str:
     return path
 
 
+_SECRET_KEYS = frozenset({"url", "webhook_url", "webhook", "token", "password", "api_key", "secret", "smtp_password"})
+
+
 def _describe(error: dict) -> str:
     path = _path(error["loc"]) or "(top level)"
     kind = error["type"]
+    if kind == "extra_forbidden" and str(error["loc"][-1]).lower() in _SECRET_KEYS:
+        # The value is not shown: it is most likely the secret itself.
+        return (f"{path}: secrets and URLs do not belong in the policy; put them in the Airflow Connection "
+                "named by connection_id")
     if kind == "extra_forbidden":
         return f"{path}: unknown setting; check the spelling against include/policies/default.yaml"
     if kind == "missing":
         return f"{path}: required setting is missing"
     message = error["msg"].removeprefix("Value error, ")
     value = error.get("input")
+    if isinstance(value, dict) and _SECRET_KEYS & {str(key).lower() for key in value}:
+        return f"{path}: {message} (value not shown: it holds a secret, which belongs in an Airflow Connection)"
     shown = format_duration(value) if isinstance(value, timedelta) else repr(value)
     return f"{path}: {message} (got {shown})"
 
