@@ -10,6 +10,12 @@ Snapshot datasets (images, tags, references, ...) describe the cluster at extrac
 report compares the snapshot in force when the period began (the latest one on or before its
 first day, else the first one inside it) with the last one inside the period; when neither
 exists the sections say so instead of guessing.
+
+Plan datasets (gc_plan, mirror_plan) are not snapshots but logs keyed by plan id: two runs of
+one day (`reglife score` and a registry_gc run, or two DAG runs) each store a plan of their
+own, and an executed action must be joined to whichever of them it came from. So for these
+`read_period` reads every committed run of each day, each recorded as a source. The audit logs
+(gc_audit, mirror_audit) are append-only: every part of every run is read already.
 """
 from __future__ import annotations
 
@@ -27,6 +33,8 @@ from .period import Period
 log = logging.getLogger(__name__)
 
 SNAPSHOT_DATASETS = ("images", "layers", "tags", "references", "builds", "namespaces", "index_children")
+# Datasets keyed by plan id, where every committed run of a day holds a plan of its own.
+PLAN_DATASETS = ("gc_plan", "mirror_plan")
 
 
 @dataclass(frozen=True)
@@ -111,15 +119,36 @@ class PeriodData:
         self._cache[key] = frame
         return frame
 
+    def read_day_all_runs(self, dataset: str, day: date) -> pd.DataFrame:
+        """Every committed run of `day` with `dataset`, oldest commit first, each recorded as a source.
+
+        For plan datasets, where each run stores a different plan. A day without committed
+        runs (an append-only log) is read as `read_day` reads it.
+        """
+        key = ("all_runs", dataset, day)
+        if key in self._cache:
+            return self._cache[key]
+        runs = [commit for commit in self.commits(day) if dataset in commit.files]
+        if not runs:
+            frame = self.read_day(dataset, day)
+        else:
+            frames = [self.read_day(dataset, day, commit.run_id) for commit in runs]
+            frames = [f for f in frames if len(f)]
+            frame = pd.concat(frames, ignore_index=True) if frames else self.read_day(dataset, day, runs[-1].run_id)
+        self._cache[key] = frame
+        return frame
+
     def read_period(self, dataset: str, *, first: date | None = None, last: date | None = None) -> pd.DataFrame:
         """Every day of the period (or of first..last) with data of `dataset`, concatenated.
 
         An empty frame of the contract's columns when there is none (or the dataset is unknown
-        to this installation): sections turn that into a plain "no data" statement.
+        to this installation): sections turn that into a plain "no data" statement. A plan
+        dataset (`PLAN_DATASETS`) contributes every committed run of each day, not only the latest.
         """
         first = first or self.period.first
         last = last or self.period.last
-        frames = [self.read_day(dataset, day) for day in self.days(dataset) if first <= day <= last]
+        read = self.read_day_all_runs if dataset in PLAN_DATASETS else self.read_day
+        frames = [read(dataset, day) for day in self.days(dataset) if first <= day <= last]
         frames = [frame for frame in frames if len(frame)]
         if frames:
             return pd.concat(frames, ignore_index=True)
