@@ -35,8 +35,8 @@ from registry_lifecycle.airflow import extract_tasks
 def registry_extract():
     cluster = extract_tasks.openshift()
     registry = extract_tasks.registry()
-    # The registry step fetches, by digest, the older tag revisions the cluster step found:
-    # the registry API cannot enumerate them, yet they are what pruning removes.
+    # The registry step fetches, by digest, the older tag revisions and untagged Image objects the
+    # cluster step found: the registry API cannot enumerate them, yet they are what pruning removes.
     cluster >> registry
     time_ranged = [extract_tasks.pulls(), extract_tasks.storage(), extract_tasks.scans()]
     extract_tasks.validate_and_publish([cluster, registry, *time_ranged])

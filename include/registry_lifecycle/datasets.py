@@ -86,13 +86,21 @@ NAMESPACES = Dataset("namespaces", _schema(
     ("namespace", pa.string(), False), ("labels", pa.string(), False), ("annotations", pa.string(), False),
 ), ("namespace",), True, "namespaces with their labels (env, tier, dr) and annotations (legal hold), as JSON")
 
+IMAGE_OBJECTS = Dataset("image_objects", _schema(
+    ("digest", pa.string(), False), ("repository", pa.string(), True), ("image_ref", pa.string(), False),
+), ("digest",), True,
+    "every image.openshift.io Image object, with the repository of the cluster's registry that stores it "
+    "(parsed from dockerImageReference; null when that reference points at another registry): images "
+    "no tag revision names are still stored, and are what pruning removes")
+
 VALIDATION = Dataset("validation", _schema(
     ("dataset", pa.string(), False), ("expectation", pa.string(), False), ("severity", pa.string(), False),
     ("success", pa.bool_(), False), ("observed", pa.string(), True), ("run_id", pa.string(), False),
 ), ("dataset", "expectation", "run_id"), False, "data-quality results")
 
 ALL: dict[str, Dataset] = {d.name: d for d in (IMAGES, LAYERS, TAGS, REFERENCES, PULLS_DAILY, SCANS,
-                                               STORAGE_USAGE, BUILDS, NAMESPACES, INDEX_CHILDREN, VALIDATION)}
+                                               STORAGE_USAGE, BUILDS, NAMESPACES, INDEX_CHILDREN, IMAGE_OBJECTS,
+                                               VALIDATION)}
 
 
 def register(dataset: Dataset) -> Dataset:

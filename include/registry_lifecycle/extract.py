@@ -24,7 +24,8 @@ from .lake import Lake, LakeNotFound
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_DATASETS = ("images", "layers", "index_children", "tags", "references", "builds", "namespaces")
+SNAPSHOT_DATASETS = ("images", "layers", "index_children", "tags", "references", "builds", "namespaces",
+                     "image_objects")
 TIME_RANGED_DATASETS = ("pulls_daily", "storage_usage", "scans")
 # How far behind "now" a run's day may be for snapshot sources to still describe it.
 SNAPSHOT_FRESHNESS = timedelta(hours=36)
@@ -67,7 +68,7 @@ def _stage(lake: Lake, request: ExtractRequest, frames: dict[str, pd.DataFrame])
 
 # ------------------------------------------------------------------------------ sources
 def extract_cluster(request: ExtractRequest, api_client, policy: Policy, lake: Lake) -> dict:
-    """tags, references, builds and namespaces from the OpenShift API."""
+    """tags, references, builds, namespaces and image_objects from the OpenShift API."""
     from .sources.openshift import extract_openshift
 
     if not request.snapshot_readable:
@@ -77,7 +78,8 @@ def extract_cluster(request: ExtractRequest, api_client, policy: Policy, lake: L
     snapshot, lister = extract_openshift(api_client, cluster=settings.cluster, page_size=settings.page_size,
                                          max_retries=settings.max_retries)
     counts = _stage(lake, request, {"tags": snapshot.tags_frame(), "references": snapshot.references_frame(),
-                                    "builds": snapshot.builds_frame(), "namespaces": snapshot.namespaces_frame()})
+                                    "builds": snapshot.builds_frame(), "namespaces": snapshot.namespaces_frame(),
+                                    "image_objects": snapshot.image_objects_frame()})
     return {"rows": counts, "requests": lister.stats.requests, "restarts": lister.stats.restarts,
             "missing_kinds": snapshot.missing_kinds}
 
@@ -97,6 +99,8 @@ def extract_registry(request: ExtractRequest, client, lake: Lake, cache_dir: Pat
         cache = ParquetManifestCache(cache_dir)
         referrers = ReferrersCache(cache_dir, today=request.day, refresh_days=settings.referrers_refresh_days)
     revisions, current = _staged_tags(lake, request)
+    for repo, digests in _staged_image_objects(lake, request).items():
+        revisions.setdefault(repo, set()).update(digests)
     snapshot = client.extract(cache=cache, known_digests=revisions, referrers_cache=referrers,
                               tag_digests=current if settings.tag_digests_from_imagestreams else None)
     counts = _stage(lake, request, {"images": snapshot.images, "layers": snapshot.layers,
@@ -126,6 +130,19 @@ def _staged_tags(lake: Lake, request: ExtractRequest) -> tuple[dict[str, set[str
     for repo, tag, digest in zip(repositories[latest], tags.loc[latest, "tag"], tags.loc[latest, "digest"]):
         current.setdefault(repo, {})[tag] = digest
     return revisions, current
+
+
+def _staged_image_objects(lake: Lake, request: ExtractRequest) -> dict[str, set[str]]:
+    """repository -> digests of the Image objects the cluster step staged that this cluster's registry
+    stores, including those no tag revision names: they are stored (and prunable) all the same."""
+    try:
+        objects = lake.read_staged("image_objects", request.day, request.run_id, columns=["digest", "repository"])
+    except LakeNotFound:
+        log.warning("no staged image_objects for run %s: Image objects no tag revision names are not extracted",
+                    request.run_id)
+        return {}
+    stored = objects[objects["repository"].notna()]
+    return {repo: set(group) for repo, group in stored["digest"].groupby(stored["repository"])}
 
 
 def extract_pulls(request: ExtractRequest, location) -> pd.DataFrame:

@@ -99,10 +99,15 @@ def snapshot() -> dict[str, pd.DataFrame]:
     namespaces = [{"namespace": "shop", "labels": '{"env": "prod"}', "annotations": "{}"}]
     index_children = [{"index_digest": image["index_digest"], "child_digest": image["digest"]}
                       for image in images if image.get("index_digest")]
+    internal = "image-registry.openshift-image-registry.svc:5000"
+    image_objects = [{"digest": image["digest"], "repository": image["repository"],
+                      "image_ref": f"{internal}/{image['repository']}@{image['digest']}"} for image in images]
+    image_objects.append({"digest": "sha256:" + "cd" * 32, "repository": None,
+                          "image_ref": "quay.io/example/report@sha256:" + "cd" * 32})
     return {name: frame(name, rows) for name, rows in (
         ("images", images), ("layers", layers), ("tags", tags), ("references", references),
         ("pulls_daily", pulls_daily), ("scans", scans), ("storage_usage", storage_usage), ("builds", builds),
-        ("namespaces", namespaces), ("index_children", index_children))}
+        ("namespaces", namespaces), ("index_children", index_children), ("image_objects", image_objects))}
 
 
 @pytest.fixture

@@ -22,7 +22,8 @@ def _request():
 
 @task
 def openshift() -> dict:
-    """Image streams, builds and every workload that can reference an image -> tags, references, builds."""
+    """Image streams, Images, builds and every workload that can reference an image -> tags, references,
+    builds, namespaces, image_objects."""
     from ..extract import extract_cluster
     from . import connections, runtime
 

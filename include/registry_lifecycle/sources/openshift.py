@@ -18,7 +18,7 @@ from typing import Iterable, Iterator
 import pandas as pd
 from kubernetes.client import ApiClient
 
-from ..datasets import BUILDS, NAMESPACES, REFERENCES, TAGS
+from ..datasets import BUILDS, IMAGE_OBJECTS, NAMESPACES, REFERENCES, TAGS
 from .image_refs import DIGEST, Resolver, parse_pull_spec
 from .kube_lister import KubeLister
 
@@ -62,13 +62,21 @@ class OpenShiftSnapshot:
         current = tags[tags.revision == 0]
         current_tags = {(ns, stream, tag): digest for ns, stream, tag, digest in
                         zip(current.namespace, current.imagestream, current.tag, current.digest)}
+        return Resolver(current_tags, self.internal_hosts())
+
+    def internal_hosts(self) -> set[str]:
+        """The hosts that mean this cluster's integrated registry, as the ImageStreams name it
+        (`status.dockerImageRepository` is the service, `publicDockerImageRepository` the route)."""
         hosts = set()
         for stream in self.imagestreams:
             for key in ("dockerImageRepository", "publicDockerImageRepository"):
                 value = (stream.get("status") or {}).get(key)
                 if value:
                     hosts.add(value.split("/", 1)[0])
-        return Resolver(current_tags, hosts)
+        return hosts
+
+    def image_objects_frame(self) -> pd.DataFrame:
+        return image_objects_frame(self.images, self.internal_hosts())
 
     def references_frame(self) -> pd.DataFrame:
         rows = list(workload_references(self.workloads, self.resolver(), self.cluster, self.observed_at))
@@ -122,6 +130,28 @@ def tags_frame(imagestreams: Iterable[dict]) -> pd.DataFrame:
     frame["revision"] = frame["revision"].astype("int32")
     frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
     return frame
+
+
+# ------------------------------------------------------------------------------ image objects
+def image_objects_frame(images: Iterable[dict], internal_hosts: set[str]) -> pd.DataFrame:
+    """One row per Image object: its digest (the object's name), `dockerImageReference` as written,
+    and the repository of the integrated registry that stores it, or None when the reference points
+    at another registry (an image imported by reference is not stored here).
+
+    Image objects no ImageStream tag revision names ("orphans") are still in the registry and are
+    exactly what `oc adm prune images` removes; the registry step fetches them by digest.
+    """
+    rows = []
+    for image in images:
+        digest = (image.get("metadata") or {}).get("name") or ""
+        image_ref = image.get("dockerImageReference") or ""
+        spec = parse_pull_spec(image_ref)
+        repository = None
+        if (spec is not None and spec.registry in internal_hosts and spec.namespace
+                and "/" not in spec.namespace):
+            repository = spec.repository
+        rows.append((digest, repository, image_ref))
+    return pd.DataFrame(rows, columns=IMAGE_OBJECTS.schema.names)
 
 
 # ------------------------------------------------------------------------------ references

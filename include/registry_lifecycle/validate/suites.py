@@ -25,8 +25,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..datasets import (DIGEST_PATTERN, BUILDS, IMAGES, INDEX_CHILDREN, LAYERS, NAMESPACES, PULLS_DAILY, REFERENCES, SCANS,
-                        STORAGE_USAGE, TAGS, Dataset)
+from ..datasets import (DIGEST_PATTERN, BUILDS, IMAGE_OBJECTS, IMAGES, INDEX_CHILDREN, LAYERS, NAMESPACES,
+                        PULLS_DAILY, REFERENCES, SCANS, STORAGE_USAGE, TAGS, Dataset)
 from . import CRITICAL, WARNING, CheckResult, Severity
 
 # GX logs at INFO while it imports (its docs decorators) and at DEBUG for every renderer it
@@ -45,7 +45,7 @@ from great_expectations.data_context.types.base import (  # noqa: E402
 from great_expectations.expectations.metadata_types import FailureSeverity  # noqa: E402
 
 VALIDATED: tuple[Dataset, ...] = (IMAGES, LAYERS, INDEX_CHILDREN, TAGS, REFERENCES, PULLS_DAILY, SCANS,
-                                  STORAGE_USAGE, BUILDS, NAMESPACES)
+                                  STORAGE_USAGE, BUILDS, NAMESPACES, IMAGE_OBJECTS)
 """The datasets an extraction produces, in the order the gate reports them."""
 
 TRIVY_SEVERITIES = ("UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL")
