@@ -154,9 +154,14 @@ def run_bench(stage: str, scale: str, as_json: bool) -> int:
         from .forecast.bench import forecast_benchmark
 
         forecast = forecast_benchmark("tiny")
+    quality = None
+    if stage in ("all", "quality"):
+        from .gc.quality_bench import QUALITY_SCALE, quality_benchmark
+
+        quality = quality_benchmark(QUALITY_SCALE)
     if as_json:
-        print(json.dumps({"extract": [asdict(f) for f in figures], "score": score, "forecast": forecast}, indent=2,
-                         default=str))
+        print(json.dumps({"extract": [asdict(f) for f in figures], "score": score, "forecast": forecast,
+                          "quality": quality}, indent=2, default=str))
         return 0
     if figures:
         print_table(figures)
@@ -168,4 +173,9 @@ def run_bench(stage: str, scale: str, as_json: bool) -> int:
     if forecast is not None:
         print("\n## forecast (sandbox storage series and fill scenarios)\n")
         print(json.dumps(forecast, indent=2, default=str))
+    if quality is not None:
+        from .gc.quality_bench import print_quality_figures
+
+        print()
+        print_quality_figures(quality)
     return 0

@@ -169,8 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     mirror_copy.add_argument("--policy", type=Path, default=None, help="policy YAML (default: the packaged one)")
     mirror_copy.add_argument("--json", action="store_true", help="print one JSON document on stdout")
 
-    bench = commands.add_parser("bench", help="measure the performance targets (wall time, rows/s, requests, peak RSS)")
-    bench.add_argument("--stage", choices=["all", "extract", "score", "forecast"], default="all")
+    bench = commands.add_parser("bench", help="measure the performance targets (wall time, rows/s, requests, peak RSS)",
+                                description="Stages: extract (cold and warm, on a sandbox of --scale), score "
+                                            "(features, model and plan on a synthetic registry of --scale), "
+                                            "forecast, quality (the reuse model against the rule baselines on a "
+                                            "300-day tiny sandbox history, judged by its ground truth; about 10 "
+                                            "minutes). Targets are printed beside the figures, never asserted.")
+    bench.add_argument("--stage", choices=["all", "extract", "score", "forecast", "quality"], default="all")
     bench.add_argument("--scale", choices=["tiny", "S", "M", "L"], default="S")
     bench.add_argument("--json", action="store_true", help="print one JSON document on stdout")
 

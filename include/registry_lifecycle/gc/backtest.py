@@ -53,6 +53,11 @@ TABLE_COLUMNS = ["family", "params", "images_deleted", "regret", "regret_pct", "
 RegretOracle = Callable[[date, pd.Index], pd.Series]
 
 
+def model_params(threshold: float) -> str:
+    """The `params` of the reuse model's row at `threshold` in a backtest table."""
+    return f"p_reuse <= {threshold:g}"
+
+
 @dataclass(frozen=True)
 class BacktestResult:
     """Everything a backtest found; `table` and `frontier` are what `reglife backtest` prints."""
@@ -178,7 +183,7 @@ def _evaluate(history: History, examples: ExampleSet, days: Sequence[date], thre
         scored.append(pd.DataFrame({"p_reuse": p, "reused": day.reused.reindex(p.index).fillna(False).astype(bool)}))
         for threshold in thresholds:
             deleted, regret, freed = day.outcome(p.index[p.to_numpy() <= threshold], True)
-            rows.append({"as_of": as_of, "family": MODEL_FAMILY, "params": f"p_reuse <= {threshold:g}",
+            rows.append({"as_of": as_of, "family": MODEL_FAMILY, "params": model_params(threshold),
                          "images_deleted": deleted, "regret": regret, "bytes_freed": freed})
         view = registry_view(history.state(as_of), history.pulls, as_of)
         for policy in rules:
