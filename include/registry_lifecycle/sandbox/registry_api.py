@@ -220,7 +220,8 @@ class RegistryHandler(SandboxHandler):
         kind, name, ref = endpoint
         try:
             if method not in _METHODS[kind]:
-                self.close_connection = True     # its body (a push) is never read
+                # The body was read in parse_request, so the connection stays usable; closing it
+                # silently made a client's next request on it fail ("Server disconnected").
                 raise _ApiError(405, "UNSUPPORTED", {"method": method})
             if kind == "token":
                 self._token()
