@@ -72,6 +72,7 @@ import re
 import ssl
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -298,7 +299,7 @@ class ManifestCache(Protocol):
         """Persist what was put since the last flush."""
 
 
-class _ParquetStore:
+class _ParquetStore(ABC):
     """A dict of entries kept as one parquet file in a folder the caller owns: read whole at
     open (point lookups for every tag or manifest of a run), rewritten atomically on flush
     (readers never see half a file). An unreadable file, or one of another `FORMAT`, is ignored
@@ -362,11 +363,13 @@ class _ParquetStore:
         pq.write_table(table, partial, compression="zstd")
         partial.replace(self.path)
 
+    @abstractmethod
     def _rows(self, table: Any) -> None:
-        raise NotImplementedError
+        """Fill `_entries` from a table of this store's format."""
 
+    @abstractmethod
     def _table(self, keys: list, values: list) -> Any:
-        raise NotImplementedError
+        """The entries as a pyarrow table."""
 
 
 class ParquetManifestCache(_ParquetStore):
