@@ -46,7 +46,8 @@ log = logging.getLogger(__name__)
 
 MODEL_FAMILY = "reuse model"
 DEFAULT_THRESHOLDS: tuple[float, ...] = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15,
-                                         0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.98, 0.985, 0.99, 0.995, 1.0)
+                                         0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.98, 0.985, 0.99, 0.995,
+                                         0.998, 0.999, 0.9995, 0.9997, 0.9998, 0.99985, 0.9999, 0.99995, 1.0)
 REGRET_LEVELS: tuple[float, ...] = (0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
 TABLE_COLUMNS = ["family", "params", "images_deleted", "regret", "regret_pct", "bytes_freed", "as_of_dates"]
 

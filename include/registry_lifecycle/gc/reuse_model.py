@@ -307,7 +307,11 @@ def _fit_isotonic(raw: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray, np
     The pool-adjacent-violators blocks give the observed reuse rate per range of raw scores;
     each block's rate is smoothed to (reused + 0.5) / (images + 1), so a block with no reuse
     among 2,000 images says 0.02%, not an impossible 0. Interpolating between block centres
-    keeps the model's ranking inside a block instead of flattening it.
+    keeps the model's ranking inside a block instead of flattening it; past the outermost
+    centres the ranking runs on to P_FLOOR and 1 - P_FLOOR at the most extreme held-out scores.
+    Without those end knots every image beyond the first or last centre ties (a thousand
+    images at one p), and no threshold can choose among them: the backtest's frontier jumped
+    from 7% regret straight to deleting everything.
     """
     order = np.argsort(raw, kind="stable")
     x, y = _logit(raw[order]), observed[order]
@@ -316,7 +320,13 @@ def _fit_isotonic(raw: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray, np
     images = np.bincount(block)
     rate = (np.bincount(block, weights=y) + 0.5) / (images + 1)
     centre = np.bincount(block, weights=x) / images
-    return centre, np.maximum.accumulate(rate)
+    rate = np.maximum.accumulate(rate)
+    low, high = x[0], x[-1]
+    if low < centre[0]:
+        centre, rate = np.r_[low, centre], np.r_[min(P_FLOOR, rate[0]), rate]
+    if high > centre[-1]:
+        centre, rate = np.r_[centre, high], np.r_[rate, max(1 - P_FLOOR, rate[-1])]
+    return centre, rate
 
 
 def train(examples: ExampleSet, as_of: date, *, min_span_days: int = MIN_SPAN_DAYS) -> ReuseModel:
