@@ -54,6 +54,24 @@ def test_targets_need_the_ratio_at_every_level_a_rule_reaches(table):
     assert not quality_table(dominant, 0.1)["regret_met"], "4% regret at 0.1 misses the 0.5% target"
 
 
+def test_where_the_rule_frees_nearly_everything_deletable_the_model_must_match_it():
+    """1.3x a rule that frees 100 of at most 105 deletable GiB is beyond any policy: judged at 1x."""
+    table = backtest_table([
+        (MODEL_FAMILY, model_params(0.02), 500, 1, 80 * GiB),       # 0.2%
+        (MODEL_FAMILY, model_params(1.0), 1000, 150, 105 * GiB),    # 15%: every deletable image
+        ("Harbor", "not pulled within 60 d", 300, 2, 40 * GiB),     # 0.67%: 1.3x is 52 GiB, reachable
+        ("ECR", "imageCountMoreThan 1", 950, 140, 100 * GiB),       # 14.7%: 1.3x would be 130 GiB
+    ])
+    levels = {row["regret_level"]: row for row in quality_table(table, 0.02)["levels"]}
+    assert levels[0.01]["required_ratio"] == 1.3 and levels[0.01]["meets_ratio"]        # 80 / 40 = 2x
+    assert levels[0.2]["required_ratio"] == 1.0 and levels[0.2]["meets_ratio"]          # 105 / 100
+    assert quality_table(table, 0.02)["ratio_met"]
+
+    short = table.copy()
+    short.loc[short["params"] == model_params(1.0), "bytes_freed"] = 99 * GiB             # below the rule
+    assert not quality_table(short, 0.02)["ratio_met"]
+
+
 def test_deleting_nothing_does_not_meet_the_regret_target(table):
     idle = table.copy()
     idle.loc[idle["params"] == model_params(0.02), ["images_deleted", "regret", "regret_pct", "bytes_freed"]] = 0
@@ -72,9 +90,11 @@ def test_printed_table_says_whether_targets_are_met(table, capsys):
     json.dumps(figures, allow_nan=False)            # --json prints it as it is
     print_quality_figures(figures)
     printed = capsys.readouterr().out
-    assert "\n1.0% | Harbor: not pulled within 60 d | 0.67% | 30.0 GiB | p_reuse <= 0.02 | 0.40% | 60.0 GiB | 2.00x" \
-        in printed
-    assert "0.5% | nothing freed within it | n/a | 0 B | p_reuse <= 0.02 | 0.40% | 60.0 GiB | n/a (no rule within it)" \
+    assert "\n1.0% | Harbor: not pulled within 60 d | 0.67% | 30.0 GiB | p_reuse <= 0.02 | 0.40% | 60.0 GiB | 2.00x " \
+           "| 1.3x" in printed
+    assert "0.5% | nothing freed within it | n/a | 0 B | p_reuse <= 0.02 | 0.40% | 60.0 GiB | n/a (no rule within it) " \
+           "| –" in printed
+    assert "20.0% | zot: pulledWithin 7 d | 15.00% | 200.0 GiB | p_reuse <= 0.1 | 4.00% | 90.0 GiB | 0.45x | 1x" \
         in printed
     assert "NOT met (short at 5.0%, 10.0%, 20.0%)" in printed
     assert "regret <= 0.5% at the default threshold: met" in printed
