@@ -121,6 +121,26 @@ def test_ci_builds_follow_a_weekly_rhythm(world):
     assert weekday > 5 * weekend
 
 
+def test_compliance_sweeps_re_pull_every_version_of_the_same_repositories_each_quarter(world):
+    """A mirror's scope is a configured list: the repositories a sweep re-pulls are the same every
+    quarter (so the history can foresee the next one), and every version in them is pulled."""
+    swept: dict[str, set[str]] = {}
+    for pull in world.pulls:
+        if pull.cluster == "scanner" and pull.tag is None:
+            swept.setdefault(pull.day, set()).add(pull.repository)
+    assert len(swept) >= 3 and all(day[8:] == "05" and day[5:7] in ("02", "05", "08", "11") for day in swept)
+    scopes = list(swept.values())
+    assert all(scope == scopes[0] for scope in scopes), "the scope changed between quarters"
+    assert 0 < len(scopes[0]) < len(world.streams) / 2
+    day = min(swept)
+    when = datetime.fromisoformat(day).replace(hour=1, tzinfo=timezone.utc)
+    pulled = {(p.repository, p.digest) for p in world.pulls if p.day == day and p.cluster == "scanner" and p.tag is None}
+    for repository in scopes[0]:
+        versions = {item.digest for history in world.streams[repository].tags.values() for item in history.at(when)
+                    if world.images[item.digest].exists_at(when)}
+        assert {(repository, digest) for digest in versions} <= pulled
+
+
 def test_storage_shows_gc_sawtooth_and_a_pvc_resize(world):
     used = world.storage[0]
     capacity = world.storage[1]
