@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, NamedTuple, NoReturn, Protocol
 
 import pandas as pd
 
+from ..action_log import single_plan_id
 from ..config import GC_MODES_BY_CAUTION, Policy, format_duration
 from ..sources.errors import SourceError
 from .audit import (ALREADY_GONE, DELETED, DONE, FAILED, REFUSED_EXPIRED, REFUSED_NOT_APPROVED, SKIPPED_CAP,
@@ -329,12 +330,7 @@ class _Clock:
 
 def _checked_plan(plan: pd.DataFrame) -> tuple[str, pd.DataFrame]:
     """The plan's id and its rows in execution order, with each unit's most cautious mode."""
-    missing = [name for name in GC_PLAN.schema.names if name not in plan.columns]
-    if missing:
-        raise ValueError(f"the plan lacks the gc_plan column(s) {', '.join(missing)}")
-    plan_ids = plan["plan_id"].unique()
-    if len(plan_ids) != 1:
-        raise ValueError(f"a plan has exactly one plan_id, this frame has {len(plan_ids)}")
+    plan_id = single_plan_id(plan, GC_PLAN)
     if plan["digest"].duplicated().any():
         raise ValueError("the plan names a digest twice; each image is planned once")
     actions = set(plan["action"]) - {ACTION_DELETE, ACTION_WITH_SUBJECT}
@@ -347,7 +343,7 @@ def _checked_plan(plan: pd.DataFrame) -> tuple[str, pd.DataFrame]:
         lambda caution: GC_MODES_BY_CAUTION[caution]))
     # Subjects before what goes with them: see the module docstring.
     rows = rows.sort_values(["rank", "follower", "digest"], ignore_index=True)
-    return str(plan_ids[0]), rows
+    return plan_id, rows
 
 
 def _within_caps(units: pd.DataFrame, max_images: int, max_bytes: int) -> pd.Series:

@@ -23,6 +23,7 @@ from datetime import date, datetime
 import pandas as pd
 import pyarrow as pa
 
+from ..action_log import check_action_record
 from ..datasets import TS, Dataset, register
 from ..lake import Lake
 
@@ -76,12 +77,7 @@ class MirrorRecord:
     detail: str | None = None
 
     def __post_init__(self) -> None:
-        if self.outcome not in OUTCOMES:
-            raise ValueError(f"outcome {self.outcome!r} is not one of {', '.join(OUTCOMES)}")
-        for name in ("approved_at", "executed_at"):
-            value = getattr(self, name)
-            if value is not None and value.tzinfo is None:
-                raise ValueError(f"{name} must be timezone-aware (UTC), got {value!r}")
+        check_action_record(self.outcome, OUTCOMES, approved_at=self.approved_at, executed_at=self.executed_at)
 
 
 def records_frame(records: Iterable[MirrorRecord]) -> pd.DataFrame:

@@ -31,6 +31,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..action_log import single_plan_id
 from ..config import Policy, format_duration
 from ..sources.errors import SourceError, SourceForbidden, SourceUnavailable
 from ..sources.registry import RegistryClient
@@ -124,15 +125,11 @@ class _Recorder:
 
 
 def _checked(plan: pd.DataFrame) -> tuple[str, pd.DataFrame]:
-    missing = [name for name in MIRROR_PLAN.schema.names if name not in plan.columns]
-    if missing:
-        raise ValueError(f"the plan lacks the mirror_plan column(s) {', '.join(missing)}")
-    ids = plan["plan_id"].unique()
-    if len(ids) != 1:
-        raise ValueError(f"a plan has exactly one plan_id, this frame has {len(ids)}")
+    """The plan's id and the rows to execute."""
+    plan_id = single_plan_id(plan, MIRROR_PLAN)
     if plan.duplicated(["digest", "target"]).any():
         raise ValueError("the plan names an (image, target) twice")
-    return str(ids[0]), plan[plan["action"].isin(EXECUTABLE)].reset_index(drop=True)
+    return plan_id, plan[plan["action"].isin(EXECUTABLE)].reset_index(drop=True)
 
 
 def _within_caps(rows: pd.DataFrame, max_images: int, max_bytes: int) -> pd.Series:
