@@ -9,6 +9,7 @@ import pytest
 
 from registry_lifecycle.config import GcPolicy
 from registry_lifecycle.gc.features import MODEL_FEATURES, build_features
+from registry_lifecycle.gc import reuse_model
 from registry_lifecycle.gc.reuse_model import (FALLBACK_PRIOR, MIN_LABELLED_DATES, WARM_UP_DAYS, ExampleSet,
                                                calibration_table, fit_reuse_model, labelled_days, reasons,
                                                reused_after, safety_floor, train)
@@ -32,6 +33,19 @@ def test_labels_are_what_happened_within_the_stored_horizon(sandbox_history, exa
         day, day + timedelta(days=HORIZON)))).all()
     with pytest.raises(ValueError, match="after the last stored pulls"):
         reused_after(history, labelled.index, history.days[-1], HORIZON)
+
+
+def test_a_labelled_date_gives_at_most_the_cap_of_examples_the_same_ones_each_time(sandbox_history, monkeypatch):
+    """A big registry trains on a uniform sample of each date's deletable images, not on all of them."""
+    history = sandbox_history.history
+    day = labelled_days(history, HORIZON, history.pulls.last_day)[0]
+    full = ExampleSet(history, HORIZON, safety_floor(GcPolicy())).day(day)
+    monkeypatch.setattr(reuse_model, "MAX_EXAMPLES_PER_DAY", len(full) // 2)
+    first = ExampleSet(history, HORIZON, safety_floor(GcPolicy())).day(day)
+    again = ExampleSet(history, HORIZON, safety_floor(GcPolicy())).day(day)
+    assert len(first) == len(full) // 2
+    assert first.index.equals(again.index), "the same history must give the same examples"
+    pd.testing.assert_frame_equal(first, full.loc[first.index])        # rows are sampled, never altered
 
 
 def test_model_is_calibrated_on_the_sandbox_history(sandbox_history, examples):

@@ -38,6 +38,11 @@ MIN_LABELLED_DATES = 3
 WARM_UP_DAYS = 91                # a quarter of stored pulls before an as-of date shows its rhythm
 MIN_SPAN_DAYS = 91               # labelled dates must span a quarter to contain a quarterly sweep
 MIN_CLASS_EXAMPLES = 20
+# Deletable images a labelled date contributes at most, drawn uniformly (so the date's reuse rate
+# is kept). A year of weekly snapshots of a 300,000-image registry would otherwise hand the GLM
+# some ten million rows (gigabytes of features) where a few hundred thousand fit the same ~45
+# coefficients; a registry below the cap trains on every image.
+MAX_EXAMPLES_PER_DAY = 20_000
 FALLBACK_PRIOR = 0.9
 RIDGE_ALPHA = 0.05
 CALIBRATION_FOLDS = 4            # blocks of consecutive labelled dates, each held out once
@@ -134,6 +139,9 @@ class ExampleSet:
         if day not in self._examples:
             features = self.history.features(day, self.horizon_days)
             chosen = features.loc[features.index.isin(self.candidates(day))]
+            if len(chosen) > MAX_EXAMPLES_PER_DAY:
+                # Seeded by the date: the same history always yields the same examples and model.
+                chosen = chosen.sample(MAX_EXAMPLES_PER_DAY, random_state=day.toordinal()).sort_index()
             label = reused_after(self.history, chosen.index, day, self.horizon_days)
             self._examples[day] = chosen.assign(reused=label.to_numpy())
         return self._examples[day]
