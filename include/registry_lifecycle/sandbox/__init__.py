@@ -57,7 +57,7 @@ class Sandbox:
         if self.world is None:
             self.world = build_world(seed=self.seed, scale=self.scale, days=self.days, until=self.until)
         world = self.world
-        self.clock = SandboxClock(world.until, earliest=world.start, latest=world.until)
+        self.clock = SandboxClock(world.until, earliest=world.served_from, latest=world.until)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         kube_token = secrets.token_urlsafe(24) if self.auth else None
         registry_credentials = ("reglife", secrets.token_urlsafe(18)) if self.auth else None
@@ -118,7 +118,7 @@ class Sandbox:
         from .pull_archive import partition_dir, write_archive
 
         assert self.world is not None
-        first = first or self.world.start.date()
+        first = first or self.world.archive_from
         last = last or self.world.until.date()
         by_day: dict[str, list] = {}
         for record in self.world.pulls_between(first.isoformat(), last.isoformat()):
@@ -143,7 +143,7 @@ class Sandbox:
 
         assert self.world is not None
         root.mkdir(parents=True, exist_ok=True)
-        day = self.world.start
+        day = datetime.combine(self.world.archive_from, datetime.min.time(), tzinfo=self.world.start.tzinfo)
         while day <= self.world.until:
             write_scan_reports(self.world, root, day)
             day += timedelta(days=1)

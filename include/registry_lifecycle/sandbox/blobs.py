@@ -56,6 +56,16 @@ class BlobStore:
         self._synthetic[digest] = _Synthetic(size, salt_bytes)
         return digest
 
+    def derive(self, digest: str, variant: str) -> str:
+        """A synthetic blob of the same size as `digest`, unique to (`digest`, `variant`): how a
+        replicated team gets layers of its own (see `replicate.py`). Literal blobs have content
+        that means something, so their callers re-derive the content instead."""
+        blob = self._synthetic[digest]
+        return self.add_synthetic(blob.size, f"{blob.salt.hex()}/{variant}")
+
+    def is_synthetic(self, digest: str) -> bool:
+        return digest in self._synthetic
+
     def _state_after(self, chunks: int):
         with self._lock:
             while len(self._prefix_states) <= chunks:

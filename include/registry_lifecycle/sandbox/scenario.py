@@ -44,13 +44,15 @@ class Scale:
     teams: int
     apps_per_team: int
     nodes: int
+    # When set, only this many teams are simulated and the others are copies (`replicate.py`).
+    template_teams: int = 0
 
 
 SCALES: dict[str, Scale] = {
     "tiny": Scale(teams=2, apps_per_team=3, nodes=4),
     "S": Scale(teams=6, apps_per_team=8, nodes=8),
     "M": Scale(teams=30, apps_per_team=15, nodes=24),
-    "L": Scale(teams=200, apps_per_team=22, nodes=120),
+    "L": Scale(teams=200, apps_per_team=22, nodes=120, template_teams=10),
 }
 
 BASE_IMAGES = ("ubi9", "python-311", "nodejs-20", "openjdk-17")
@@ -899,4 +901,16 @@ class ScenarioBuilder:
 def build_world(*, seed: int = 7, scale: str = "tiny", days: int = 180, until: datetime | date | None = None,
                 future_days: int = 120) -> World:
     """The sandbox's world for a seed and scale, identical for identical arguments."""
-    return ScenarioBuilder(seed=seed, scale=scale, days=days, until=until, future_days=future_days).build()
+    builder = ScenarioBuilder(seed=seed, scale=scale, days=days, until=until, future_days=future_days)
+    full = builder.scale
+    if not full.template_teams:
+        return builder.build()
+    from dataclasses import replace
+
+    from .replicate import replicate
+
+    if full.teams % full.template_teams or full.template_teams < 10:
+        raise ValueError("a replicated scale needs teams = a multiple of template_teams, and at least 10 "
+                         "template teams (named teamNNN)")
+    builder.scale = replace(full, teams=full.template_teams)
+    return replicate(builder.build(), template_teams=full.template_teams, copies=full.teams // full.template_teams)

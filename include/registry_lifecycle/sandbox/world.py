@@ -163,6 +163,10 @@ class World:
         self.truth = GroundTruth()
         self.namespaces: dict[str, dict[str, str]] = {}
         self.pvc_resized_at: datetime | None = None
+        # The first instant the APIs can show, and the first day of the pull archive and scan
+        # reports: the whole history, except in a replicated world (`replicate.py`).
+        self.served_from = start
+        self.archive_from = start.date()
         self._lock = threading.Lock()
         self._repo_index: dict[str, dict[str, datetime]] | None = None
         self._unlinked: dict[tuple[str, str], datetime] = {}
