@@ -88,10 +88,17 @@ NAMESPACES = Dataset("namespaces", _schema(
 
 IMAGE_OBJECTS = Dataset("image_objects", _schema(
     ("digest", pa.string(), False), ("repository", pa.string(), True), ("image_ref", pa.string(), False),
+    ("media_type", pa.string(), True), ("config_digest", pa.string(), True), ("size_bytes", pa.int64(), True),
+    ("created_at", TS, True), ("architecture", pa.string(), True), ("labels", pa.string(), True),
+    ("layers", pa.string(), True), ("manifests", pa.string(), True),
 ), ("digest",), True,
     "every image.openshift.io Image object, with the repository of the cluster's registry that stores it "
     "(parsed from dockerImageReference; null when that reference points at another registry): images "
-    "no tag revision names are still stored, and are what pruning removes")
+    "no tag revision names are still stored, and are what pruning removes. The other columns are what the "
+    "object says about the content, as `oc adm prune images` reads it: dockerImageManifestMediaType, "
+    "dockerImageMetadata (Id, Size, Created, Architecture, Config.Labels as JSON), dockerImageLayers as JSON "
+    "[[digest, size, mediaType], ...] and an index's dockerImageManifests as JSON [[digest, mediaType, "
+    "manifestSize], ...]; null where the object does not say")
 
 VALIDATION = Dataset("validation", _schema(
     ("dataset", pa.string(), False), ("expectation", pa.string(), False), ("severity", pa.string(), False),

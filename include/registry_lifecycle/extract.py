@@ -101,8 +101,14 @@ def extract_registry(request: ExtractRequest, client, lake: Lake, cache_dir: Pat
     revisions, current = _staged_tags(lake, request)
     for repo, digests in _staged_image_objects(lake, request).items():
         revisions.setdefault(repo, set()).update(digests)
-    snapshot = client.extract(cache=cache, known_digests=revisions, referrers_cache=referrers,
-                              tag_digests=current if settings.tag_digests_from_imagestreams else None)
+    described = _described_images(lake, request) if settings.images_from_cluster else None
+    if described is not None:
+        # The ImageStreams are the OpenShift registry's catalog and tags (see RegistryClient.extract).
+        snapshot = client.extract(sorted(revisions), cache=cache, known_digests=revisions,
+                                  referrers_cache=referrers, tag_digests=current, described=described)
+    else:
+        snapshot = client.extract(cache=cache, known_digests=revisions, referrers_cache=referrers,
+                                  tag_digests=current if settings.tag_digests_from_imagestreams else None)
     counts = _stage(lake, request, {"images": snapshot.images, "layers": snapshot.layers,
                                     "index_children": snapshot.index_children})
     stats = snapshot.stats
@@ -143,6 +149,34 @@ def _staged_image_objects(lake: Lake, request: ExtractRequest) -> dict[str, set[
         return {}
     stored = objects[objects["repository"].notna()]
     return {repo: set(group) for repo, group in stored["digest"].groupby(stored["repository"])}
+
+
+def _described_images(lake: Lake, request: ExtractRequest) -> dict | None:
+    """digest -> (manifest, reduced config) for every staged Image object of this cluster's registry
+    that describes its content completely; None (ask the registry about everything) when the
+    cluster step staged no Image objects."""
+    from .sources.registry import described_manifest
+
+    columns = ["digest", "repository", "media_type", "config_digest", "size_bytes", "created_at", "architecture",
+               "labels", "layers"]
+    try:
+        objects = lake.read_staged("image_objects", request.day, request.run_id, columns=columns)
+    except LakeNotFound:
+        log.warning("no staged image_objects for run %s: every image is read from the registry", request.run_id)
+        return None
+    objects = objects[objects["repository"].notna()]
+    described = {}
+    for digest, media_type, config, size, created, architecture, labels, layers in zip(
+            objects["digest"], objects["media_type"], objects["config_digest"],
+            objects["size_bytes"].astype(object).where(objects["size_bytes"].notna(), None),
+            objects["created_at"].astype(object).where(objects["created_at"].notna(), None),
+            objects["architecture"], objects["labels"], objects["layers"]):
+        found = described_manifest(digest, media_type, config, size, created, architecture, labels, layers)
+        if found is not None:
+            described[digest] = found
+    log.info("%d of %d Image objects describe their content; the registry is asked about the rest",
+             len(described), len(objects))
+    return described
 
 
 def extract_pulls(request: ExtractRequest, location) -> pd.DataFrame:

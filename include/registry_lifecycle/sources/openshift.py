@@ -150,8 +150,32 @@ def image_objects_frame(images: Iterable[dict], internal_hosts: set[str]) -> pd.
         if (spec is not None and spec.registry in internal_hosts and spec.namespace
                 and "/" not in spec.namespace):
             repository = spec.repository
-        rows.append((digest, repository, image_ref))
-    return pd.DataFrame(rows, columns=IMAGE_OBJECTS.schema.names)
+        rows.append((digest, repository, image_ref, *_described_content(image)))
+    frame = pd.DataFrame(rows, columns=IMAGE_OBJECTS.schema.names)
+    frame["size_bytes"] = frame["size_bytes"].astype("Int64")
+    frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
+    return frame
+
+
+def _described_content(image: dict) -> tuple:
+    """(media_type, config_digest, size_bytes, created_at, architecture, labels, layers, manifests) as
+    the Image object states them; None for what it leaves out (an imported image may carry no metadata)."""
+    metadata = image.get("dockerImageMetadata") or {}
+    layers = image.get("dockerImageLayers")
+    manifests = image.get("dockerImageManifests")
+    size = metadata.get("Size")
+    labels = (metadata.get("Config") or {}).get("Labels")
+    return (image.get("dockerImageManifestMediaType") or None,
+            metadata.get("Id") if DIGEST.match(metadata.get("Id") or "") else None,
+            size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None,
+            _timestamp(metadata.get("Created")),
+            metadata.get("Architecture") or None,
+            json.dumps({str(k): str(v) for k, v in labels.items()}, sort_keys=True, separators=(",", ":"))
+            if isinstance(labels, dict) else None,
+            json.dumps([[layer.get("name"), layer.get("size"), layer.get("mediaType")] for layer in layers],
+                       separators=(",", ":")) if isinstance(layers, list) else None,
+            json.dumps([[child.get("digest"), child.get("mediaType"), child.get("manifestSize")]
+                        for child in manifests], separators=(",", ":")) if isinstance(manifests, list) else None)
 
 
 # ------------------------------------------------------------------------------ references

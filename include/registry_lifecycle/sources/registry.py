@@ -276,6 +276,48 @@ def _created(value: Any) -> datetime | None:
     return None if parsed.year <= 1 else parsed.astimezone(timezone.utc)
 
 
+# ============================================================================ what the cluster says
+# The OCI 1.1 empty descriptor: the config of an artifact (SBOM, attestation), never of an image.
+OCI_EMPTY_CONFIG = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+
+
+def described_manifest(digest: str, media_type: str | None, config_digest: str | None, size_bytes: int | None,
+                       created: datetime | None, architecture: str | None, labels_json: str | None,
+                       layers_json: str | None) -> tuple[Manifest, dict[str, Any]] | None:
+    """An image manifest and its reduced config as an OpenShift Image object describes them (the
+    `image_objects` columns), or None when the object does not describe everything the snapshot
+    needs and the registry must be asked: an index (its own size is its manifest's length), an
+    OCI artifact (its `subject` is only in the manifest), or an object without layers, config or
+    size (an image imported by reference carries no metadata).
+
+    The body is unknown (b""): the image's -2 layers row, the manifest blob, is left out, which
+    undercounts a GC's bytes by the manifest's 1-3 KiB per image. The config blob's size is
+    dockerImageMetadata.Size minus the layers, as OpenShift sums Size over config and layers.
+    The Image API has no OS field, so `os` stays unknown.
+    """
+    if media_type not in IMAGE_TYPES or not config_digest or config_digest == OCI_EMPTY_CONFIG \
+            or size_bytes is None or not layers_json:
+        return None
+    try:
+        layers = tuple(Descriptor(str(layer_type), str(layer), int(size)) for layer, size, layer_type
+                       in json.loads(layers_json))
+        labels = json.loads(labels_json) if labels_json else {}
+    except (ValueError, TypeError):
+        return None
+    config_size = size_bytes - sum(layer.size for layer in layers)
+    if config_size < 0 or not all(_DIGEST.match(layer.digest) for layer in layers):
+        return None
+    config_type = ("application/vnd.docker.container.image.v1+json" if media_type == DOCKER_MANIFEST
+                   else "application/vnd.oci.image.config.v1+json")
+    reduced: dict[str, Any] = {"config": {"Labels": labels if isinstance(labels, dict) else {}}}
+    if created is not None:
+        reduced["created"] = created.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if architecture:
+        reduced["architecture"] = architecture
+    return (Manifest(digest, media_type, b"", config=Descriptor(config_type, config_digest, config_size),
+                     layers=layers), reduced)
+
+
 # ============================================================================ the cache
 class CachedManifest(NamedTuple):
     """A cache entry: a manifest's media type and bytes, and its reduced config (JSON) if it has one."""
@@ -996,7 +1038,8 @@ class RegistryClient:
                 cache: ManifestCache | None = None,
                 known_digests: Mapping[str, Iterable[str]] | None = None,
                 tag_digests: Mapping[str, Mapping[str, str]] | None = None,
-                referrers_cache: ReferrersCache | None = None) -> RegistrySnapshot:
+                referrers_cache: ReferrersCache | None = None,
+                described: Mapping[str, tuple[Manifest, dict[str, Any]]] | None = None) -> RegistrySnapshot:
         """The images and layers datasets of every repository (or of `repositories`).
 
         Repositories and manifests deleted while the run reads them are left out and counted
@@ -1009,9 +1052,19 @@ class RegistryClient:
         only from a source that is the registry's own truth for tags (OpenShift ImageStreams);
         a listed tag it does not name is resolved as usual. `referrers_cache` answers
         referrers lookups it checked recently (see `ReferrersCache`); flushed like `cache`.
+
+        `described` (digest -> manifest and reduced config, see `described_manifest`) is what an
+        OpenShift cluster's Image objects already say, as `oc adm prune images` reads them: the
+        registry is then asked only about what they do not describe (indexes, OCI artifacts,
+        images without metadata). With it, `repositories` and `tag_digests` must be the cluster's
+        ImageStreams, which on the OpenShift registry *are* its catalog and tags, so neither is
+        listed; and the referrers API is not asked, because every stored manifest is an Image
+        object (reached through `known_digests`) and an artifact's subject is in its manifest.
         """
         self._stats = ExtractStats()
-        run = _Extraction(self, cache, referrers_cache)
+        if described is not None and (repositories is None or tag_digests is None):
+            raise ValueError("described manifests come with the cluster's repositories and tag digests")
+        run = _Extraction(self, cache, referrers_cache, described)
         try:
             with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="registry-extract") as pool:
                 run.pool = pool
@@ -1232,9 +1285,12 @@ class _Extraction:
     """The state of one `extract()`: what was found where, filled phase by phase."""
 
     def __init__(self, client: RegistryClient, cache: ManifestCache | None,
-                 referrers_cache: ReferrersCache | None = None) -> None:
+                 referrers_cache: ReferrersCache | None = None,
+                 described: Mapping[str, tuple[Manifest, dict[str, Any]]] | None = None) -> None:
         self.client = client
         self.cache = cache
+        self.described = described
+        self.unread: set[str] = set()                   # described digests whose manifest bytes were not read
         self.referrers_cache = referrers_cache
         self.pool: ThreadPoolExecutor | None = None
         self.tags_by_repo: dict[str, dict[str, str]] = {}
@@ -1249,7 +1305,10 @@ class _Extraction:
     # ---------------------------------------------------------------- phases
     def read(self, repositories: list[str], known: dict[str, set[str]],
              tag_digests: Mapping[str, Mapping[str, str]]) -> None:
-        listed = self._parallel(lambda repo: (repo, self.client.tags(repo)), repositories)
+        if self.described is not None:
+            listed = [(repo, sorted(tag_digests.get(repo, {}))) for repo in repositories]
+        else:
+            listed = self._parallel(lambda repo: (repo, self.client.tags(repo)), repositories)
         pairs: list[tuple[str, str]] = []
         resolved: list[tuple[str, str, str | None]] = []
         for repo, tags in sorted(listed):
@@ -1307,7 +1366,7 @@ class _Extraction:
                 for child in self.manifests[digest][0].children:
                     self._keep_min(self.parents, child.digest, digest)
                     frontier.add((repo, child.digest))
-            if self.client.use_referrers:
+            if self.client.use_referrers and self.described is None:
                 for repo, found in self._parallel(lambda pair: (pair[0], self._referrers(*pair)), present):
                     frontier.update((repo, digest) for digest in found)
 
@@ -1327,6 +1386,11 @@ class _Extraction:
         """A manifest and its reduced config: from the cache, else fetched from the first
         repository that still holds it, verified, and put in the cache; None if none does."""
         cached = self.cache.get(digest) if self.cache is not None else None
+        described = self.described.get(digest) if self.described is not None and cached is None else None
+        if described is not None:
+            with self._lock:
+                self.unread.add(digest)
+            return described
         if cached is not None:
             manifest = parse_manifest(digest, cached.media_type, cached.body, f"cached manifest {digest}")
             config = _cached_config(cached.config_json)
@@ -1396,8 +1460,9 @@ class _Extraction:
                              if child.digest in self.manifests)
             else:
                 # The manifest is a blob too: a registry GC frees it with the image's layers.
-                layers.append({"image_digest": digest, "layer_digest": digest, "size_bytes": len(manifest.body),
-                               "position": -2})
+                if digest not in self.unread:
+                    layers.append({"image_digest": digest, "layer_digest": digest,
+                                   "size_bytes": len(manifest.body), "position": -2})
                 assert manifest.config is not None
                 size = manifest.config.size + sum(layer.size for layer in manifest.layers)
                 layers.append({"image_digest": digest, "layer_digest": manifest.config.digest,
