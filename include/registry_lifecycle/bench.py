@@ -93,8 +93,10 @@ def bench_extract(scale: str, seed: int = 7) -> list[StageFigures]:
                                   prometheus_url=sandbox.endpoints["prometheus"],
                                   pulls=open_location(sandbox.endpoints["pulls"]),
                                   scans=open_location(sandbox.endpoints["scans"]))
+            # The sandbox is an OpenShift cluster with its own registry: the case images_from_cluster is for.
             policy = policy_with(load_policy(), {"sources": {"pulls": {"location": sandbox.endpoints["pulls"]},
-                                                             "scans": {"location": sandbox.endpoints["scans"]}}})
+                                                             "scans": {"location": sandbox.endpoints["scans"]},
+                                                             "registry": {"images_from_cluster": True}}})
             day = datetime.fromisoformat(sandbox.endpoints["history"]["until"]).astimezone(timezone.utc).date()
             lake = Lake(str(root / "lake"))
             for run in ("cold", "warm"):
