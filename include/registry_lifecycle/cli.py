@@ -173,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Stages: extract (cold and warm, on a sandbox of --scale), score "
                                             "(features, model and plan on a synthetic registry of --scale), "
                                             "forecast, quality (the reuse model against the rule baselines on a "
-                                            "300-day tiny sandbox history, judged by its ground truth; about 10 "
+                                            "390-day tiny sandbox history, judged by its ground truth; about 15 "
                                             "minutes). Targets are printed beside the figures, never asserted.")
     bench.add_argument("--stage", choices=["all", "extract", "score", "forecast", "quality"], default="all")
     bench.add_argument("--scale", choices=["tiny", "S", "M", "L"], default="S")
