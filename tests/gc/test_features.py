@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from registry_lifecycle.gc.features import MODEL_FEATURES, NEVER, build_features
@@ -108,3 +109,21 @@ def test_features_of_a_sandbox_snapshot_are_complete(sandbox_history):
     values = features[list(MODEL_FEATURES)].to_numpy(dtype=float)
     assert np.isfinite(values).all()
     assert (features["pulls_90"] > 0).any() and (features["repo_burst_days"] > 0).any()
+
+
+def test_history_keeps_only_the_latest_days_in_memory_and_recomputes_the_same(sandbox_history):
+    """Training walks every labelled date; a year of L snapshots must not all stay in memory."""
+    from registry_lifecycle.gc.features import CACHED_DAYS, History
+    from registry_lifecycle.lake import Lake
+
+    history = History.from_lake(Lake(sandbox_history.lake_path))
+    first_day, later_days = history.days[0], history.days[1:]
+    first = history.features(first_day, 30)
+    pinned = history.state(later_days[0])
+    history.pin(pinned)
+    for day in later_days[1:]:
+        history.features(day, 30)
+    assert len(history._states) <= CACHED_DAYS and len(history._features) <= CACHED_DAYS
+    assert first_day not in history._states, "the oldest day should have been dropped"
+    assert history.state(later_days[0]) is pinned, "a pinned snapshot stays, whatever else is used"
+    pd.testing.assert_frame_equal(history.features(first_day, 30), first)    # read back: the same features

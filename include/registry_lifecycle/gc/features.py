@@ -18,6 +18,7 @@ million (digest, repository, day) pull rows take about 15 seconds on one core.
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -186,6 +187,13 @@ class PullHistory:
         return self.frame[(day > _day_number(after)) & (day <= _day_number(through))]
 
 
+# Snapshots and feature frames History keeps in memory, most recently used first. Training walks
+# every labelled date once, in order, and a backtest revisits a date only while deciding on it;
+# keeping them all would hold a year of weekly snapshots of an L registry (each ~1M tag rows and
+# millions of layer rows) at once, tens of GiB. Reading a snapshot back costs a parquet read.
+CACHED_DAYS = 3
+
+
 @dataclass
 class History:
     """The lake's snapshots and pulls, read once and shared by training, scoring and backtests."""
@@ -194,9 +202,10 @@ class History:
     pulls: PullHistory
     days: list[date]
     scans: pd.DataFrame = field(repr=False)
-    _states: dict[date, RegistryState] = field(default_factory=dict, repr=False)
+    _states: OrderedDict[date, RegistryState] = field(default_factory=OrderedDict, repr=False)
+    _pinned: dict[date, RegistryState] = field(default_factory=dict, repr=False)
     _referenced: dict[date, frozenset[str]] = field(default_factory=dict, repr=False)
-    _features: dict[tuple[date, int], pd.DataFrame] = field(default_factory=dict, repr=False)
+    _features: OrderedDict[tuple[date, int], pd.DataFrame] = field(default_factory=OrderedDict, repr=False)
 
     @classmethod
     def from_lake(cls, lake: Lake, last: date | None = None) -> "History":
@@ -210,32 +219,37 @@ class History:
         return cls(lake, PullHistory.from_lake(lake, first, last), days, read_scans(lake, last))
 
     def state(self, day: date) -> RegistryState:
-        """The stored snapshot of `day` (read once)."""
+        """The stored snapshot of `day` (read again only after CACHED_DAYS others were used)."""
+        if day in self._pinned:
+            return self._pinned[day]
         if day not in self._states:
             self._states[day] = load_state(self.lake, day, self.scans)
-        return self._states[day]
+        return _recent(self._states, day)
 
     def pin(self, state: RegistryState) -> None:
         """From now on, `state` is the snapshot of its day: a plan scores exactly the runs its
-        identity names, even when a later run of that day has been committed since."""
-        self._states[state.day] = state
+        identity names, even when a later run of that day has been committed since. A pinned
+        snapshot is never dropped from memory."""
+        self._pinned[state.day] = state
+        self._states.pop(state.day, None)
         self._referenced.pop(state.day, None)
         for key in [key for key in self._features if key[0] == state.day]:
             del self._features[key]
 
     def features(self, day: date, horizon_days: int) -> pd.DataFrame:
-        """`build_features` of the `day` snapshot as of that day (computed once per day and horizon)."""
+        """`build_features` of the `day` snapshot as of that day (kept for the CACHED_DAYS latest used)."""
         key = (day, horizon_days)
         if key not in self._features:
             self._features[key] = build_features(self.state(day), self.pulls, day, horizon_days=horizon_days,
                                                  last_referenced=self.reference_history(day))
-        return self._features[key]
+        return _recent(self._features, key)
 
     def referenced(self, day: date) -> frozenset[str]:
         """Digests that some workload of the `day` snapshot references."""
         if day not in self._referenced:
-            if day in self._states:
-                frame = self._states[day].references
+            state = self._pinned.get(day) or self._states.get(day)
+            if state is not None:
+                frame = state.references
             else:
                 frame = self.lake.read("references", day, columns=["digest"])
             self._referenced[day] = frozenset(frame["digest"].dropna())
@@ -254,6 +268,14 @@ class History:
             if after < day <= through:
                 found |= self.referenced(day)
         return found
+
+
+def _recent(cache: OrderedDict, key):
+    """`cache[key]`, marked most recently used; the least recently used beyond CACHED_DAYS go."""
+    cache.move_to_end(key)
+    while len(cache) > CACHED_DAYS:
+        cache.popitem(last=False)
+    return cache[key]
 
 
 def _day_numbers(days: pd.Series) -> np.ndarray:
