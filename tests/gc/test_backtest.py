@@ -94,6 +94,16 @@ def test_cli_entry_prints_one_json_document(sandbox_history, capsys, tmp_path):
     assert set(found.table["family"]) >= {MODEL_FAMILY, *FAMILIES} and (tmp_path / "frontier.png").exists()
 
 
+def test_cli_entry_prints_markdown_without_json(sandbox_history, capsys):
+    history = sandbox_history.history
+    day = [d for d in history.days if d + timedelta(days=HORIZON) <= history.pulls.last_day][-1]
+    backtest(str(sandbox_history.lake_path), day, day, HORIZON, THRESHOLDS)
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"## Policy backtest, horizon {HORIZON} d, 1 as-of date(s)")
+    assert "### Frontier: best rule vs reuse model at each regret level" in printed
+    assert " GiB" in printed or " MiB" in printed or " KiB" in printed      # bytes shown for humans
+
+
 def test_decision_quality_scores_against_the_sandbox_ground_truth(sandbox_history):
     history = sandbox_history.history
     day = history.days[-1]                      # no stored horizon after it: only the truth can score it

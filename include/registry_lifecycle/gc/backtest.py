@@ -93,13 +93,14 @@ class BacktestResult:
     def markdown(self) -> str:
         """The table and the frontier as Markdown, for a terminal or a report."""
         table = self.table.assign(regret_pct=self.table["regret_pct"].map(lambda v: f"{v:.2%}"),
-                                  bytes_freed=self.table["bytes_freed"].map(_human))
+                                  bytes_freed=self.table["bytes_freed"].map(human_bytes))
         percent = lambda v: "n/a" if not np.isfinite(v) else f"{v:.2%}"   # noqa: E731 - local formatter
         frontier = self.frontier.assign(
             regret_level=self.frontier["regret_level"].map(percent),
             rule_regret_pct=self.frontier["rule_regret_pct"].map(percent),
             model_regret_pct=self.frontier["model_regret_pct"].map(percent),
-            rule_bytes=self.frontier["rule_bytes"].map(_human), model_bytes=self.frontier["model_bytes"].map(_human),
+            rule_bytes=self.frontier["rule_bytes"].map(human_bytes),
+            model_bytes=self.frontier["model_bytes"].map(human_bytes),
             ratio=self.frontier["ratio"].map(lambda v: "n/a" if not np.isfinite(v) else f"{v:.2f}x"))
         lines = [f"## Policy backtest, horizon {self.horizon_days} d, {len(self.as_of_dates)} as-of date(s)", "",
                  f"Bytes freed: {self.bytes_method}, mean per as-of date. Shared hard protections: "
