@@ -1,7 +1,7 @@
 # Registry Lifecycle — the commands a new user types.
 #
 #   make demo    build the environment, then run the whole lifecycle on the embedded sandbox
-#   make test    build the environment, then run the test suite
+#   make test    build the environment, lint for errors (ruff: undefined names, likely bugs), run the tests
 #   make bench   the pipeline benchmarks (wall time, rows/s, requests, peak RSS, decision quality)
 #
 # A fresh machine needs only Python 3.11 (or 3.12) with pip and venv. Everything else comes
@@ -46,7 +46,7 @@ help:
 demo: $(STAMP)
 	$(VENV)/bin/reglife demo --out $(DEMO_OUT)
 
-test: $(STAMP)
+test: lint $(STAMP)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)

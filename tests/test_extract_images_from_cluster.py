@@ -4,7 +4,6 @@ On the sandbox it must give the registry path's snapshot, except what the Image 
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pandas as pd
 import pytest

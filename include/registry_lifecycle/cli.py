@@ -12,7 +12,7 @@ import logging
 import signal
 import sys
 import threading
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 from pathlib import Path
 
 from . import __version__

@@ -179,7 +179,8 @@ def test_planned_bytes_add_up_to_the_honest_reclaim():
 
 def test_the_plan_id_is_stable_for_identical_inputs_and_changes_with_a_decision():
     registry = Registry()
-    first, second = registry.image("first"), registry.image("second")
+    registry.image("first")
+    second = registry.image("second")
     snapshot = registry.frames()
     plan = plan_for(snapshot)
     again = make_plan(scored(snapshot), snapshot, policy(**PERMISSIVE), IDENTITY,

@@ -232,7 +232,7 @@ class ScenarioBuilder:
                     "metadata": {"name": name, "labels": labels, "creationTimestamp": rfc3339(created),
                                  "annotations": {"openshift.io/requester": "platform-admin"}},
                     "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}
-            if name == f"team-a-prod" or name == "team000-prod":
+            if name == "team-a-prod" or name == "team000-prod":
                 body["metadata"]["annotations"]["registry-lifecycle/legal-hold"] = "audit-2026-017"
             self._put(resources.NAMESPACES, "", name, body, created)
 
