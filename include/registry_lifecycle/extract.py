@@ -17,10 +17,12 @@ from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
 from . import datasets
 from .config import Policy, RegistrySource
 from .lake import Lake, LakeNotFound
+from .sources.collector import collector_paused
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +77,17 @@ def extract_cluster(request: ExtractRequest, api_client, policy: Policy, lake: L
         log.warning(request.backfill_notice())
         return {"skipped": request.backfill_notice()}
     settings = policy.sources.openshift
-    snapshot, lister = extract_openshift(api_client, cluster=settings.cluster, page_size=settings.page_size,
-                                         max_retries=settings.max_retries)
-    counts = _stage(lake, request, {"tags": snapshot.tags_frame(), "references": snapshot.references_frame(),
-                                    "builds": snapshot.builds_frame(), "namespaces": snapshot.namespaces_frame(),
-                                    "image_objects": snapshot.image_objects_frame()})
+    with collector_paused():
+        snapshot, lister = extract_openshift(api_client, cluster=settings.cluster, page_size=settings.page_size,
+                                             max_retries=settings.max_retries)
+        frames = {"tags": snapshot.tags_frame(), "references": snapshot.references_frame(),
+                  "builds": snapshot.builds_frame(), "namespaces": snapshot.namespaces_frame(),
+                  "image_objects": snapshot.image_objects_frame()}
+    missing_kinds = snapshot.missing_kinds
+    del snapshot        # the listed objects are the step's largest memory; the frames are all it keeps
+    counts = _stage(lake, request, frames)
     return {"rows": counts, "requests": lister.stats.requests, "restarts": lister.stats.restarts,
-            "missing_kinds": snapshot.missing_kinds}
+            "missing_kinds": missing_kinds}
 
 
 def extract_registry(request: ExtractRequest, client, lake: Lake, cache_dir: Path | None,
@@ -98,17 +104,19 @@ def extract_registry(request: ExtractRequest, client, lake: Lake, cache_dir: Pat
     if cache_dir is not None:
         cache = ParquetManifestCache(cache_dir)
         referrers = ReferrersCache(cache_dir, today=request.day, refresh_days=settings.referrers_refresh_days)
-    revisions, current = _staged_tags(lake, request)
-    for repo, digests in _staged_image_objects(lake, request).items():
-        revisions.setdefault(repo, set()).update(digests)
-    described = _described_images(lake, request) if settings.images_from_cluster else None
-    if described is not None:
-        # The ImageStreams are the OpenShift registry's catalog and tags (see RegistryClient.extract).
-        snapshot = client.extract(sorted(revisions), cache=cache, known_digests=revisions,
-                                  referrers_cache=referrers, tag_digests=current, described=described)
-    else:
-        snapshot = client.extract(cache=cache, known_digests=revisions, referrers_cache=referrers,
-                                  tag_digests=current if settings.tag_digests_from_imagestreams else None)
+    with collector_paused():        # a million tag revisions and manifests alive at once (see collector.py)
+        revisions, current = _staged_tags(lake, request)
+        for repo, digests in _staged_image_objects(lake, request).items():
+            revisions.setdefault(repo, set()).update(digests)
+        described = _described_images(lake, request) if settings.images_from_cluster else None
+        if described is not None:
+            # The ImageStreams are the OpenShift registry's catalog and tags (see RegistryClient.extract).
+            snapshot = client.extract(sorted(revisions), cache=cache, known_digests=revisions,
+                                      referrers_cache=referrers, tag_digests=current, described=described)
+        else:
+            snapshot = client.extract(cache=cache, known_digests=revisions, referrers_cache=referrers,
+                                      tag_digests=current if settings.tag_digests_from_imagestreams else None)
+        del revisions, current, described
     counts = _stage(lake, request, {"images": snapshot.images, "layers": snapshot.layers,
                                     "index_children": snapshot.index_children})
     stats = snapshot.stats
@@ -166,11 +174,10 @@ def _described_images(lake: Lake, request: ExtractRequest) -> dict | None:
         return None
     objects = objects[objects["repository"].notna()]
     described = {}
-    for digest, media_type, config, size, created, architecture, labels, layers in zip(
-            objects["digest"], objects["media_type"], objects["config_digest"],
-            objects["size_bytes"].astype(object).where(objects["size_bytes"].notna(), None),
-            objects["created_at"].astype(object).where(objects["created_at"].notna(), None),
-            objects["architecture"], objects["labels"], objects["layers"]):
+    # Python values through Arrow: iterating the pandas columns (Arrow strings, pandas Timestamps)
+    # cost more than describing the half million images of scale L.
+    columns = [pa.array(objects[name], from_pandas=True).to_pylist() for name in columns if name != "repository"]
+    for digest, media_type, config, size, created, architecture, labels, layers in zip(*columns):
         found = described_manifest(digest, media_type, config, size, created, architecture, labels, layers)
         if found is not None:
             described[digest] = found

@@ -379,6 +379,17 @@ def test_an_expired_token_is_renewed(small: Small, serve, clock: SandboxClock) -
         assert client.stats.requests["token"] == 2
 
 
+def test_repositories_announced_ahead_share_their_token_requests(serve) -> None:
+    """A run that knows its repositories up front (images_from_cluster) asks for their pull
+    tokens 25 scopes at a time instead of one request each, and can read every repository."""
+    repositories = [f"bulk/app-{i:03d}" for i in range(30)]
+    server = serve(paged_registry(len(repositories)).content, credentials=("robot", SECRET))
+    with client_for(server, username="robot", password=SECRET) as client:
+        client.expect_repositories(repositories)
+        assert all(client.tags(repository) == ["latest"] for repository in repositories)
+        assert client.stats.requests["token"] == server.endpoint_counts()["token"] == 2     # 25 + 5
+
+
 def test_wrong_credentials_are_forbidden_without_echoing_them(small: Small, serve) -> None:
     server = serve(small.builder.content, credentials=("robot", "the-real-one"))
     with pytest.raises(SourceForbidden) as raised:

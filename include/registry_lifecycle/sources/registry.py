@@ -113,7 +113,13 @@ RETRYABLE = frozenset({429, 500, 502, 503, 504})
 MAX_BACKOFF_SECONDS = 30.0
 MAX_RETRY_AFTER_SECONDS = 120.0
 MAX_CONFIG_BYTES = 8 * 1024 * 1024
+# json.dumps builds an encoder per call with these options; one encoder serves half a million images.
+_labels_json = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
 TOKEN_DEFAULT_TTL = 60            # seconds; the token spec's default when `expires_in` is absent
+# Pull scopes asked for in one token request when the repositories to read are known ahead. The
+# token travels as a header on every request, so it stays a few KB (proxies and registries cap
+# header sizes, nginx at 8 KB by default).
+TOKEN_SCOPES_PER_REQUEST = 25
 
 _DIGEST = re.compile(DIGEST_PATTERN)
 # cosign's tag scheme (`.sig`, `.att`, `.sbom`) and OCI 1.1's referrers tag fallback (no suffix).
@@ -613,6 +619,7 @@ class RegistryClient:
         self._challenge: _Challenge | None = None
         self.__tokens: dict[str, tuple[str, float]] = {}      # scope key -> (token, monotonic expiry)
         self._scopes: dict[str, str] = {}                     # scope key -> scope the registry asked for
+        self._expected: dict[str, None] = {}                  # repositories about to be read, in order
         self._referrers_supported = True
         self._stats_lock = threading.Lock()
         self._stats = ExtractStats()
@@ -1163,6 +1170,33 @@ class RegistryClient:
         return url
 
     # ------------------------------------------------------------------ auth
+    def expect_repositories(self, repositories: Iterable[str]) -> None:
+        """Repositories about to be read: their pull tokens are then fetched together, up to
+        TOKEN_SCOPES_PER_REQUEST scopes per token request (the token protocol takes repeated
+        `scope` parameters), instead of one request per repository."""
+        with self._auth_lock:
+            for repository in repositories:
+                self._expected.setdefault(repository, None)
+
+    def _companions(self, scope_key: str) -> list[str]:
+        """Up to TOKEN_SCOPES_PER_REQUEST - 1 expected repositories without a valid token, to ask
+        for with `scope_key`'s; each is claimed once, so a token the registry narrowed (a
+        repository it refuses) costs that repository its own request, as without batching."""
+        now = time.monotonic()
+        with self._auth_lock:
+            self._expected.pop(scope_key, None)
+            companions: list[str] = []
+            for repository in self._expected:
+                if len(companions) == TOKEN_SCOPES_PER_REQUEST - 1:
+                    break
+                cached = self.__tokens.get(repository)
+                if (cached is None or now >= cached[1]) and self._scopes.get(repository) in (
+                        None, f"repository:{repository}:pull"):
+                    companions.append(repository)
+            for repository in companions:
+                del self._expected[repository]
+            return companions
+
     def _auth_header(self, scope_key: str) -> dict[str, str]:
         challenge = self._challenge
         if challenge is None:
@@ -1209,9 +1243,11 @@ class RegistryClient:
                 "registry:catalog:*" if scope_key == "catalog" else f"repository:{scope_key}:pull")
             realm = httpx.URL(challenge.realm)
             what = f"token request to {realm.host}{realm.path} for {scope}"
+            companions = self._companions(scope_key) if scope == f"repository:{scope_key}:pull" else []
             # Several scopes (a cross-repository mount needs push here and pull there) are
             # space-separated in a challenge and sent as repeated `scope` parameters.
-            params = {"scope": scope.split(), **({"service": challenge.service} if challenge.service else {})}
+            scopes = scope.split() + [f"repository:{repository}:pull" for repository in companions]
+            params = {"scope": scopes, **({"service": challenge.service} if challenge.service else {})}
             response = self._send("GET", realm, endpoint="token", what=what, params=params,
                                   headers={"Authorization": self.__basic} if self.__basic else {},
                                   follow_redirects=False)
@@ -1232,7 +1268,10 @@ class RegistryClient:
             ttl = document.get("expires_in")
             ttl = ttl if isinstance(ttl, int) and not isinstance(ttl, bool) and ttl > 0 else TOKEN_DEFAULT_TTL
             # Renew a little early: a token that expires in flight costs a 401 and a second fetch.
-            self.__tokens[scope_key] = (token, time.monotonic() + ttl * 0.9)
+            expiry = time.monotonic() + ttl * 0.9
+            with self._auth_lock:
+                for key in (scope_key, *companions):
+                    self.__tokens[key] = (token, expiry)
             return token
 
 
@@ -1352,7 +1391,14 @@ class _Extraction:
             for repo, digest in new:
                 if digest not in self.manifests and digest not in self.gone:
                     wanted.setdefault(digest, []).append(repo)
-            for digest, loaded in self._parallel(lambda item: (item[0], self._load(*item)), sorted(wanted.items())):
+            # What the cluster's Image objects describe is taken here: handing each of half a
+            # million dict lookups to the pool cost about 20 s of CPU at scale L, for nothing.
+            described = [(digest, self._described(digest)) for digest in wanted]
+            loads = sorted((digest, wanted[digest]) for digest, found in described if found is None)
+            self.client.expect_repositories(repos[0] for digest, repos in loads if not self._known(digest))
+            results = [(digest, found) for digest, found in described if found is not None]
+            results += self._parallel(lambda item: (item[0], self._load(*item)), loads)
+            for digest, loaded in results:
                 if loaded is None:
                     log.warning("manifest %s vanished while it was being read", digest)
                     self.client._tally_vanished("manifests")
@@ -1382,15 +1428,29 @@ class _Extraction:
             self.referrers_cache.put(repository, digest, found)
         return found
 
+    def _known(self, digest: str) -> bool:
+        """Whether `_load` answers for `digest` without asking the registry."""
+        return ((self.cache is not None and self.cache.get(digest) is not None)
+                or (self.described is not None and digest in self.described))
+
+    def _described(self, digest: str) -> tuple[Manifest, dict[str, Any]] | None:
+        """The manifest and config the cluster describes for `digest`, when no cache entry (whose
+        bytes are the registry's own) answers first."""
+        if self.described is None or (self.cache is not None and self.cache.get(digest) is not None):
+            return None
+        found = self.described.get(digest)
+        if found is not None:
+            with self._lock:
+                self.unread.add(digest)
+        return found
+
     def _load(self, digest: str, repositories: list[str]) -> tuple[Manifest, dict[str, Any] | None] | None:
         """A manifest and its reduced config: from the cache, else fetched from the first
         repository that still holds it, verified, and put in the cache; None if none does."""
-        cached = self.cache.get(digest) if self.cache is not None else None
-        described = self.described.get(digest) if self.described is not None and cached is None else None
+        described = self._described(digest)
         if described is not None:
-            with self._lock:
-                self.unread.add(digest)
             return described
+        cached = self.cache.get(digest) if self.cache is not None else None
         if cached is not None:
             manifest = parse_manifest(digest, cached.media_type, cached.body, f"cached manifest {digest}")
             config = _cached_config(cached.config_json)
@@ -1447,29 +1507,36 @@ class _Extraction:
 
         from ..datasets import IMAGES, INDEX_CHILDREN, LAYERS
 
-        images: list[dict[str, Any]] = []
-        layers: list[dict[str, Any]] = []
-        edges: list[dict[str, Any]] = []
+        # Column lists rather than a dict per row: at scale L there are two million layer rows.
+        images: dict[str, list[Any]] = {name: [] for name in IMAGES.schema.names}
+        layers: dict[str, list[Any]] = {name: [] for name in LAYERS.schema.names}
+        edges: dict[str, list[Any]] = {name: [] for name in INDEX_CHILDREN.schema.names}
+
+        def layer(image_digest: str, layer_digest: str, size: int, position: int) -> None:
+            layers["image_digest"].append(image_digest)
+            layers["layer_digest"].append(layer_digest)
+            layers["size_bytes"].append(size)
+            layers["position"].append(position)
+
         for digest in sorted(self.manifests):
             manifest, config = self.manifests[digest]
             config = config or {}
             if manifest.is_index:
                 size = len(manifest.body)
-                edges.extend({"index_digest": digest, "child_digest": child.digest}
-                             for child in sorted(manifest.children, key=lambda child: child.digest)
-                             if child.digest in self.manifests)
+                for child in sorted(manifest.children, key=lambda child: child.digest):
+                    if child.digest in self.manifests:
+                        edges["index_digest"].append(digest)
+                        edges["child_digest"].append(child.digest)
             else:
                 # The manifest is a blob too: a registry GC frees it with the image's layers.
                 if digest not in self.unread:
-                    layers.append({"image_digest": digest, "layer_digest": digest,
-                                   "size_bytes": len(manifest.body), "position": -2})
+                    layer(digest, digest, len(manifest.body), -2)
                 assert manifest.config is not None
-                size = manifest.config.size + sum(layer.size for layer in manifest.layers)
-                layers.append({"image_digest": digest, "layer_digest": manifest.config.digest,
-                               "size_bytes": manifest.config.size, "position": -1})
-                layers.extend({"image_digest": digest, "layer_digest": layer.digest, "size_bytes": layer.size,
-                               "position": position} for position, layer in enumerate(manifest.layers))
-            images.append({
+                size = manifest.config.size + sum(item.size for item in manifest.layers)
+                layer(digest, manifest.config.digest, manifest.config.size, -1)
+                for position, item in enumerate(manifest.layers):
+                    layer(digest, item.digest, item.size, position)
+            row = {
                 "digest": digest,
                 "repository": self.repositories[digest],
                 "media_type": manifest.media_type,
@@ -1478,15 +1545,16 @@ class _Extraction:
                 "created_at": _created(config.get("created")),
                 "architecture": config.get("architecture") or None,
                 "os": config.get("os") or None,
-                "labels": (json.dumps(config["config"]["Labels"], sort_keys=True, separators=(",", ":"))
-                           if config else None),
+                "labels": _labels_json(config["config"]["Labels"]) if config else None,
                 "subject_digest": manifest.subject or self.tag_subjects.get(digest),
                 "index_digest": self.parents.get(digest),
                 "managed": True,
-            })
-        return (pa.Table.from_pylist(images, schema=IMAGES.schema).to_pandas(),
-                pa.Table.from_pylist(layers, schema=LAYERS.schema).to_pandas(),
-                pa.Table.from_pylist(edges, schema=INDEX_CHILDREN.schema).to_pandas())
+            }
+            for name, column in images.items():
+                column.append(row[name])
+        return (pa.Table.from_pydict(images, schema=IMAGES.schema).to_pandas(),
+                pa.Table.from_pydict(layers, schema=LAYERS.schema).to_pandas(),
+                pa.Table.from_pydict(edges, schema=INDEX_CHILDREN.schema).to_pandas())
 
     # ---------------------------------------------------------------- helpers
     def _keep_min(self, mapping: dict[str, str], key: str, value: str) -> None:
