@@ -22,6 +22,21 @@ from .faults import Fault, FaultInjector
 log = logging.getLogger(__name__)
 
 
+def _encode_json(obj: Any) -> bytes:
+    """Compact JSON. msgspec (installed with apache-airflow) encodes a page of 500 Image objects
+    in 0.8 ms where json takes 7 ms, and encoding was a third of the sandbox's CPU while a large
+    cluster was listed: time the benchmark charged to the extraction sharing its cores."""
+    if _msgspec_encode is not None:
+        return _msgspec_encode(obj)
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+try:
+    from msgspec.json import encode as _msgspec_encode
+except ImportError:         # pragma: no cover
+    _msgspec_encode = None
+
+
 class SandboxHandler(BaseHTTPRequestHandler):
     """Base request handler. Subclasses implement `route(method)` and `error_body`."""
 
@@ -136,8 +151,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
 
     def send_json(self, status: int, obj: Any, headers: dict[str, str] | None = None, *,
                   content_type: str = "application/json", head_only: bool = False) -> None:
-        self.send_bytes(status, json.dumps(obj, separators=(",", ":")).encode(), content_type,
-                        headers, head_only=head_only)
+        self.send_bytes(status, _encode_json(obj), content_type, headers, head_only=head_only)
 
     # -- control endpoints ------------------------------------------------------------
     def _control(self, method: str) -> None:
