@@ -400,6 +400,9 @@ def test_latest_day_and_previous_snapshot(lake):
     previous = lake.previous_snapshot(IMAGES, DAY + timedelta(days=3), columns=["digest"])
     assert (previous.day, previous.run_id, len(previous.frame)) == (DAY + timedelta(days=1), "run_1", 12)
     assert lake.previous_snapshot(IMAGES, DAY) is None                 # the first run has nothing to compare
+    commit = lake.previous_commit(IMAGES, DAY + timedelta(days=3))      # the same partition, no data read
+    assert (commit.day, commit.run_id, commit.files["images"].rows) == (DAY + timedelta(days=1), "run_1", 12)
+    assert lake.previous_commit(IMAGES, DAY) is None
     with pytest.raises(LakeNotFound, match="on or before 2026-11-26"):
         lake.latest_day(IMAGES, on_or_before=DAY - timedelta(days=1))
 

@@ -232,9 +232,9 @@ def _previous_counts(lake: Lake, request: ExtractRequest) -> tuple[dict[str, int
     """Row counts of each snapshot dataset's previous snapshot, and the run each came from."""
     counts, runs = {}, {}
     for name in SNAPSHOT_DATASETS:
-        previous = lake.previous_snapshot(name, request.day + timedelta(days=1))
+        previous = lake.previous_commit(name, request.day + timedelta(days=1))
         if previous is not None and previous.run_id != request.run_id:
-            counts[name] = len(previous.frame)
+            counts[name] = previous.files[name].rows
             runs[name] = f"{previous.run_id} ({previous.day.isoformat()})"
     return counts, runs
 

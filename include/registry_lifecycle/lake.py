@@ -979,17 +979,27 @@ class Lake:
         None means "first run", which the gate must treat as such rather than as a failure.
         """
         ds = _resolve(dataset)
-        _day_text(before_day)
         self._check_columns(ds, columns)
+        commit = self.previous_commit(ds, before_day)
+        if commit is None:
+            return None
+        return Snapshot(dataset=ds.name, day=commit.day, run_id=commit.run_id, committed_at=commit.committed_at,
+                        frame=self._read_committed(ds, commit, columns).to_pandas())
+
+    def previous_commit(self, dataset: Dataset | str, before_day: date) -> Commit | None:
+        """The commit `previous_snapshot` reads, without reading any data: its `files` record each
+        dataset's row count, all a volume check needs (a previous `layers` of an L registry is
+        millions of rows)."""
+        ds = _resolve(dataset)
+        _day_text(before_day)
         committed = self._committed_days(ds.name)
         earlier = [d for d in committed if d < before_day]
         if not earlier:
             return None
         day = max(earlier)
-        table, commit = self._read_table(ds, day, None, columns, committed[day])
+        commit = self._select(ds, day, None, committed[day])
         assert commit is not None  # a committed day always selects a commit
-        return Snapshot(dataset=ds.name, day=day, run_id=commit.run_id, committed_at=commit.committed_at,
-                        frame=table.to_pandas())
+        return commit
 
     def schema_version_of(self, dataset: Dataset | str, day: date, *, run_id: str | None = None) -> int:
         """The schema version a partition's file was written with (its parquet metadata).
