@@ -12,7 +12,8 @@ from registry_lifecycle.config import load_policy, policy_with
 from registry_lifecycle.lake import Lake
 from registry_lifecycle.pipeline import Endpoints, run_extract
 from registry_lifecycle.sandbox import Sandbox
-from registry_lifecycle.sources.registry import DOCKER_MANIFEST, OCI_EMPTY_CONFIG, OCI_INDEX, described_manifest
+from registry_lifecycle.sources.described_images import DOCKER_MANIFEST, OCI_EMPTY_CONFIG, DescribedImages
+from registry_lifecycle.sources.registry import OCI_INDEX
 
 DIGEST = "sha256:" + "a" * 64
 LAYER = "sha256:" + "b" * 64
@@ -69,17 +70,32 @@ def test_the_registry_is_asked_only_what_the_cluster_does_not_describe(both_path
     assert warm.get("manifest_get", 0) == 0
 
 
+def _described(**changes) -> DescribedImages:
+    row = {"digest": DIGEST, "media_type": DOCKER_MANIFEST, "config_digest": CONFIG, "size_bytes": 150,
+           "created_at": CREATED, "architecture": "amd64", "labels": '{"a":"b"}',
+           "layers": f'[["{LAYER}",100,"application/vnd.docker.image.rootfs.diff.tar.gzip"]]'}
+    frame = pd.DataFrame([{**row, **changes}])
+    frame["size_bytes"] = frame["size_bytes"].astype("Int64")
+    frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
+    return DescribedImages.from_image_objects(frame)
+
+
 def test_an_image_object_without_what_the_snapshot_needs_is_left_to_the_registry():
-    layers = f'[["{LAYER}",100,"application/vnd.docker.image.rootfs.diff.tar.gzip"]]'
-    complete = described_manifest(DIGEST, DOCKER_MANIFEST, CONFIG, 150, CREATED, "amd64", '{"a":"b"}', layers)
-    assert complete is not None
-    manifest, config = complete
-    assert manifest.config.size == 50 and [layer.digest for layer in manifest.layers] == [LAYER]
-    assert config["config"]["Labels"] == {"a": "b"} and config["architecture"] == "amd64"
+    complete = _described()
+    assert DIGEST in complete
+    assert complete.layer_rows(DIGEST) == [(CONFIG, 50, -1), (LAYER, 100, 0)]
+    assert complete.image_fields(DIGEST) == {"media_type": DOCKER_MANIFEST, "size_bytes": 150, "config_digest": CONFIG,
+                                             "created_at": CREATED, "architecture": "amd64", "os": None,
+                                             "labels": '{"a":"b"}'}
     # An index's size is its manifest's length; an artifact's subject is only in its manifest;
     # an imported image may carry no metadata; a Size below its layers is not to be trusted.
-    assert described_manifest(DIGEST, OCI_INDEX, None, None, None, None, None, "[]") is None
-    assert described_manifest(DIGEST, DOCKER_MANIFEST, OCI_EMPTY_CONFIG, 150, None, None, None, layers) is None
-    assert described_manifest(DIGEST, DOCKER_MANIFEST, CONFIG, None, None, None, None, layers) is None
-    assert described_manifest(DIGEST, DOCKER_MANIFEST, CONFIG, 150, None, None, None, None) is None
-    assert described_manifest(DIGEST, DOCKER_MANIFEST, CONFIG, 99, None, None, None, layers) is None
+    assert DIGEST not in _described(media_type=OCI_INDEX, config_digest=None, size_bytes=None, layers="[]")
+    assert DIGEST not in _described(config_digest=OCI_EMPTY_CONFIG)
+    assert DIGEST not in _described(size_bytes=None)
+    assert DIGEST not in _described(layers=None)
+    assert DIGEST not in _described(size_bytes=99)
+    assert DIGEST not in _described(layers='[["sha256:short",100,"x"]]')
+    # Go's zero time is no creation time; an object without labels has none.
+    assert _described(created_at=datetime(1, 1, 1, tzinfo=timezone.utc), labels=None).image_fields(DIGEST)[
+        "created_at"] is None
+    assert _described(labels=None).image_fields(DIGEST)["labels"] == "{}"

@@ -5,6 +5,7 @@ renamed in one place only. Bump SCHEMA_VERSION when a contract changes incompati
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -12,6 +13,9 @@ import pyarrow as pa
 SCHEMA_VERSION = 1
 
 DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
+# How a `labels` column is written: compact, keys sorted, so that the labels the cluster and the
+# registry report for one image are the same string.
+labels_json = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
 TS = pa.timestamp("us", tz="UTC")
 
 

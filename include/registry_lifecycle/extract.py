@@ -17,7 +17,6 @@ from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
 
 from . import datasets
 from .config import Policy, RegistrySource
@@ -159,28 +158,19 @@ def _staged_image_objects(lake: Lake, request: ExtractRequest) -> dict[str, set[
     return {repo: set(group) for repo, group in stored["digest"].groupby(stored["repository"])}
 
 
-def _described_images(lake: Lake, request: ExtractRequest) -> dict | None:
-    """digest -> (manifest, reduced config) for every staged Image object of this cluster's registry
-    that describes its content completely; None (ask the registry about everything) when the
-    cluster step staged no Image objects."""
-    from .sources.registry import described_manifest
+def _described_images(lake: Lake, request: ExtractRequest):
+    """The staged Image objects of this cluster's registry that describe their content completely
+    (a `DescribedImages`); None (ask the registry about everything) when the cluster step staged
+    no Image objects."""
+    from .sources.described_images import COLUMNS, DescribedImages
 
-    columns = ["digest", "repository", "media_type", "config_digest", "size_bytes", "created_at", "architecture",
-               "labels", "layers"]
     try:
-        objects = lake.read_staged("image_objects", request.day, request.run_id, columns=columns)
+        objects = lake.read_staged("image_objects", request.day, request.run_id, columns=["repository", *COLUMNS])
     except LakeNotFound:
         log.warning("no staged image_objects for run %s: every image is read from the registry", request.run_id)
         return None
     objects = objects[objects["repository"].notna()]
-    described = {}
-    # Python values through Arrow: iterating the pandas columns (Arrow strings, pandas Timestamps)
-    # cost more than describing the half million images of scale L.
-    columns = [pa.array(objects[name], from_pandas=True).to_pylist() for name in columns if name != "repository"]
-    for digest, media_type, config, size, created, architecture, labels, layers in zip(*columns):
-        found = described_manifest(digest, media_type, config, size, created, architecture, labels, layers)
-        if found is not None:
-            described[digest] = found
+    described = DescribedImages.from_image_objects(objects)
     log.info("%d of %d Image objects describe their content; the registry is asked about the rest",
              len(described), len(objects))
     return described

@@ -18,7 +18,7 @@ from typing import Iterable, Iterator
 import pandas as pd
 from kubernetes.client import ApiClient
 
-from ..datasets import BUILDS, IMAGE_OBJECTS, NAMESPACES, REFERENCES, TAGS
+from ..datasets import BUILDS, IMAGE_OBJECTS, NAMESPACES, REFERENCES, TAGS, labels_json
 from .image_refs import DIGEST, Resolver, parse_pull_spec
 from .kube_lister import KubeLister
 
@@ -41,7 +41,6 @@ WORKLOAD_KINDS: tuple[tuple[str, str, str], ...] = (
 # json.dumps builds a new encoder on every call with non-default options: a third of its cost
 # when called twice for each of half a million Image objects. Same output as json.dumps.
 _compact_json = json.JSONEncoder(separators=(",", ":")).encode
-_compact_sorted_json = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
 OPENSHIFT_ONLY = {"apps.openshift.io/v1", "build.openshift.io/v1"}
 CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
 
@@ -206,7 +205,7 @@ def _described_content(image: dict) -> tuple:
             size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None,
             _timestamp(metadata.get("Created")),
             metadata.get("Architecture") or None,
-            _compact_sorted_json({str(k): str(v) for k, v in labels.items()}) if isinstance(labels, dict) else None,
+            labels_json({str(k): str(v) for k, v in labels.items()}) if isinstance(labels, dict) else None,
             _compact_json([[layer.get("name"), layer.get("size"), layer.get("mediaType")] for layer in layers])
             if isinstance(layers, list) else None,
             _compact_json([[child.get("digest"), child.get("mediaType"), child.get("manifestSize")]

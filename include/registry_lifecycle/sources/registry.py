@@ -69,7 +69,6 @@ import json
 import logging
 import random
 import re
-import ssl
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -86,10 +85,13 @@ from typing import Mapping, TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 import httpx
 
 from .errors import SourceError, SourceForbidden, SourceMalformed, SourceTruncated, SourceUnavailable
-from ..datasets import DIGEST_PATTERN
+from .pooled_http import PooledSender, proxied, tls_context
+from ..datasets import DIGEST_PATTERN, labels_json
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from .described_images import DescribedImages
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +116,6 @@ MAX_BACKOFF_SECONDS = 30.0
 MAX_RETRY_AFTER_SECONDS = 120.0
 MAX_CONFIG_BYTES = 8 * 1024 * 1024
 # json.dumps builds an encoder per call with these options; one encoder serves half a million images.
-_labels_json = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
 TOKEN_DEFAULT_TTL = 60            # seconds; the token spec's default when `expires_in` is absent
 # Pull scopes asked for in one token request when the repositories to read are known ahead. The
 # token travels as a header on every request, so it stays a few KB (proxies and registries cap
@@ -280,48 +281,6 @@ def _created(value: Any) -> datetime | None:
     zone = match["zone"] or "+00:00"
     parsed = datetime.fromisoformat(match["base"].replace(" ", "T") + fraction + ("+00:00" if zone in "Zz" else zone))
     return None if parsed.year <= 1 else parsed.astimezone(timezone.utc)
-
-
-# ============================================================================ what the cluster says
-# The OCI 1.1 empty descriptor: the config of an artifact (SBOM, attestation), never of an image.
-OCI_EMPTY_CONFIG = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
-
-
-def described_manifest(digest: str, media_type: str | None, config_digest: str | None, size_bytes: int | None,
-                       created: datetime | None, architecture: str | None, labels_json: str | None,
-                       layers_json: str | None) -> tuple[Manifest, dict[str, Any]] | None:
-    """An image manifest and its reduced config as an OpenShift Image object describes them (the
-    `image_objects` columns), or None when the object does not describe everything the snapshot
-    needs and the registry must be asked: an index (its own size is its manifest's length), an
-    OCI artifact (its `subject` is only in the manifest), or an object without layers, config or
-    size (an image imported by reference carries no metadata).
-
-    The body is unknown (b""): the image's -2 layers row, the manifest blob, is left out, which
-    undercounts a GC's bytes by the manifest's 1-3 KiB per image. The config blob's size is
-    dockerImageMetadata.Size minus the layers, as OpenShift sums Size over config and layers.
-    The Image API has no OS field, so `os` stays unknown.
-    """
-    if media_type not in IMAGE_TYPES or not config_digest or config_digest == OCI_EMPTY_CONFIG \
-            or size_bytes is None or not layers_json:
-        return None
-    try:
-        layers = tuple(Descriptor(str(layer_type), str(layer), int(size)) for layer, size, layer_type
-                       in json.loads(layers_json))
-        labels = json.loads(labels_json) if labels_json else {}
-    except (ValueError, TypeError):
-        return None
-    config_size = size_bytes - sum(layer.size for layer in layers)
-    if config_size < 0 or not all(_DIGEST.match(layer.digest) for layer in layers):
-        return None
-    config_type = ("application/vnd.docker.container.image.v1+json" if media_type == DOCKER_MANIFEST
-                   else "application/vnd.oci.image.config.v1+json")
-    reduced: dict[str, Any] = {"config": {"Labels": labels if isinstance(labels, dict) else {}}}
-    if created is not None:
-        reduced["created"] = created.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    if architecture:
-        reduced["architecture"] = architecture
-    return (Manifest(digest, media_type, b"", config=Descriptor(config_type, config_digest, config_size),
-                     layers=layers), reduced)
 
 
 # ============================================================================ the cache
@@ -585,7 +544,7 @@ class RegistryClient:
     expires) or plain `Basic`. Once the realm is known, tokens are fetched before a repository's
     first request instead of after a 401, saving a round trip per repository.
 
-    `verify` is True (system CAs), False, or the path of a CA bundle (the cluster's service CA).
+    `verify` is True (the system's CAs), False, or the path of a CA bundle (the cluster's service CA).
     `backoff` is the first retry delay in seconds; it doubles per attempt, with jitter, and a
     429/503's `Retry-After` takes precedence. `referrers=False` skips the OCI referrers API
     (one request per manifest and repository) when another source already lists untagged
@@ -607,12 +566,19 @@ class RegistryClient:
         self.use_referrers = referrers
         self.__basic = ("Basic " + base64.b64encode(f"{username}:{password or ''}".encode()).decode()
                         if username is not None else None)
-        tls: bool | ssl.SSLContext = verify if isinstance(verify, bool) else ssl.create_default_context(
-            cafile=str(verify))
+        tls = tls_context(verify if isinstance(verify, bool) else str(verify))
+        if verify is False:
+            log.warning("TLS certificates of %s are not verified (verify_tls is off)", self.base_url)
+        headers = {"User-Agent": "registry-lifecycle/0.1"}
         self._http = httpx.Client(
             base_url=self.base_url, verify=tls, timeout=httpx.Timeout(timeout), transport=transport,
             limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-            headers={"User-Agent": "registry-lifecycle/0.1"})
+            headers=headers)
+        # Plain GETs and HEADs (manifests, tag lists, blob sizes) take the cheaper stack unless a
+        # test's transport or the environment's proxy must see them (see pooled_http.py).
+        self._pooled = (PooledSender(self.base_url, context=tls, timeout=timeout, connections=concurrency,
+                                     headers=headers)
+                        if transport is None and not proxied(self.base_url) else None)
         self._origin = (self._http.base_url.scheme, self._http.base_url.host, self._http.base_url.port)
         self._auth_lock = threading.Lock()
         self._scope_locks: dict[str, threading.Lock] = {}
@@ -635,6 +601,8 @@ class RegistryClient:
 
     def close(self) -> None:
         self._http.close()
+        if self._pooled is not None:
+            self._pooled.close()
 
     @property
     def stats(self) -> ExtractStats:
@@ -690,7 +658,7 @@ class RegistryClient:
                 if page and asked is not None and len(page) == asked:
                     self._probe(url, key, page[-1], endpoint=endpoint, scope_key=scope_key)
                 return names
-            next_url = self._same_origin(response.request.url.join(link), what)
+            next_url = self._same_origin(url.join(link), what)
             next_cursor = next_url.params.get("last")
             if str(next_url) in requested or (cursor is not None and next_cursor is not None
                                                and next_cursor <= cursor):
@@ -826,7 +794,7 @@ class RegistryClient:
                 raise _malformed(what, "the referrers index has no `manifests` list")
             found.extend(_descriptor(entry, what, f"manifests[{i}]").digest for i, entry in enumerate(entries))
             link = response.links.get("next", {}).get("url")
-            url = None if link is None else self._same_origin(response.request.url.join(link), what)
+            url = None if link is None else self._same_origin(url.join(link), what)
             if url is not None and str(url) in requested:
                 raise SourceTruncated(SOURCE, what, "the referrers Link does not advance", _FIX_TRUNCATED)
         return found
@@ -924,13 +892,14 @@ class RegistryClient:
             self._scopes.setdefault(scope_key, scope)
         return scope_key
 
-    def _upload_location(self, response: httpx.Response, what: str) -> str:
-        """The upload session URL a registry answered with; it must stay on the registry."""
+    def _upload_location(self, response: httpx.Response, what: str, sent: str) -> str:
+        """The upload session URL a registry answered to a request for `sent` (a path or a URL);
+        it must stay on the registry."""
         location = response.headers.get("Location")
         if not location:
             raise _malformed(what, f"HTTP {response.status_code} without a Location for the upload",
                              "The target does not speak the distribution upload protocol.")
-        url = response.request.url.join(location)
+        url = self._http.base_url.join(sent).join(location)
         if (url.scheme, url.host, url.port) != self._origin:
             raise _malformed(what, f"the upload Location leads to another host ({url.host})",
                              "Credentials are never sent to another host; check the target's URL.")
@@ -952,7 +921,7 @@ class RegistryClient:
         if response.status_code != 202:
             raise SourceError(SOURCE, what, f"unexpected HTTP {response.status_code}{_error_suffix(response)}",
                               "The target refused a blob mount a distribution registry accepts.")
-        return self._upload_location(response, what)
+        return self._upload_location(response, what, path)
 
     def start_upload(self, repository: str) -> str:
         """Open a blob upload session in `repository`; its URL."""
@@ -963,7 +932,7 @@ class RegistryClient:
         if response.status_code != 202:
             raise SourceError(SOURCE, what, f"unexpected HTTP {response.status_code}{_error_suffix(response)}",
                               "The target refused to start an upload; check that it accepts pushes.")
-        return self._upload_location(response, what)
+        return self._upload_location(response, what, path)
 
     def upload_chunk(self, repository: str, upload_url: str, chunk: bytes, offset: int) -> str:
         """Send bytes `offset`..`offset + len(chunk) - 1` of a blob (a PATCH); the session's next URL.
@@ -981,7 +950,7 @@ class RegistryClient:
         if response.status_code != 202:
             raise SourceError(SOURCE, what, f"unexpected HTTP {response.status_code}{_error_suffix(response)}",
                               "The upload session broke; the copy restarts the blob.")
-        return self._upload_location(response, what)
+        return self._upload_location(response, what, upload_url)
 
     def upload_offset(self, repository: str, upload_url: str) -> tuple[int, str] | None:
         """How many bytes an upload session holds, and its current URL; None if the session is gone.
@@ -998,7 +967,7 @@ class RegistryClient:
                               "The upload session broke; the copy restarts the blob.")
         last = re.fullmatch(r"(?:bytes=)?0-(\d+)", response.headers.get("Range", "").strip())
         held = int(last.group(1)) + 1 if last and int(last.group(1)) > 0 else 0
-        location = self._upload_location(response, what) if response.headers.get("Location") else upload_url
+        location = self._upload_location(response, what, upload_url) if response.headers.get("Location") else upload_url
         return held, location
 
     def finish_upload(self, repository: str, upload_url: str, digest: str,
@@ -1046,7 +1015,7 @@ class RegistryClient:
                 known_digests: Mapping[str, Iterable[str]] | None = None,
                 tag_digests: Mapping[str, Mapping[str, str]] | None = None,
                 referrers_cache: ReferrersCache | None = None,
-                described: Mapping[str, tuple[Manifest, dict[str, Any]]] | None = None) -> RegistrySnapshot:
+                described: DescribedImages | None = None) -> RegistrySnapshot:
         """The images and layers datasets of every repository (or of `repositories`).
 
         Repositories and manifests deleted while the run reads them are left out and counted
@@ -1060,7 +1029,7 @@ class RegistryClient:
         a listed tag it does not name is resolved as usual. `referrers_cache` answers
         referrers lookups it checked recently (see `ReferrersCache`); flushed like `cache`.
 
-        `described` (digest -> manifest and reduced config, see `described_manifest`) is what an
+        `described` (see `DescribedImages`) is what an
         OpenShift cluster's Image objects already say, as `oc adm prune images` reads them: the
         registry is then asked only about what they do not describe (indexes, OCI artifacts,
         images without metadata). With it, `repositories` and `tag_digests` must be the cluster's
@@ -1129,8 +1098,12 @@ class RegistryClient:
                 if attempt:
                     self._stats.retries += 1
             try:
-                request = self._http.build_request(method, url, headers=headers, params=params, content=content)
-                response = self._http.send(request, follow_redirects=follow_redirects, stream=stream)
+                if self._pooled is not None and method in ("GET", "HEAD") and content is None and params is None \
+                        and not (stream or follow_redirects):
+                    response = self._pooled.send(method, url, headers)
+                else:
+                    request = self._http.build_request(method, url, headers=headers, params=params, content=content)
+                    response = self._http.send(request, follow_redirects=follow_redirects, stream=stream)
                 if stream and response.status_code >= 300:
                     response.read()
             except httpx.TransportError as exc:
@@ -1325,11 +1298,11 @@ class _Extraction:
 
     def __init__(self, client: RegistryClient, cache: ManifestCache | None,
                  referrers_cache: ReferrersCache | None = None,
-                 described: Mapping[str, tuple[Manifest, dict[str, Any]]] | None = None) -> None:
+                 described: DescribedImages | None = None) -> None:
         self.client = client
         self.cache = cache
         self.described = described
-        self.unread: set[str] = set()                   # described digests whose manifest bytes were not read
+        self.taken: set[str] = set()                    # digests whose rows come from `described`, not the registry
         self.referrers_cache = referrers_cache
         self.pool: ThreadPoolExecutor | None = None
         self.tags_by_repo: dict[str, dict[str, str]] = {}
@@ -1389,27 +1362,28 @@ class _Extraction:
             seen.update(new)
             wanted: dict[str, list[str]] = {}
             for repo, digest in new:
-                if digest not in self.manifests and digest not in self.gone:
+                if digest not in self.manifests and digest not in self.taken and digest not in self.gone:
                     wanted.setdefault(digest, []).append(repo)
-            # What the cluster's Image objects describe is taken here: handing each of half a
-            # million dict lookups to the pool cost about 20 s of CPU at scale L, for nothing.
-            described = [(digest, self._described(digest)) for digest in wanted]
-            loads = sorted((digest, wanted[digest]) for digest, found in described if found is None)
-            self.client.expect_repositories(repos[0] for digest, repos in loads if not self._known(digest))
-            results = [(digest, found) for digest, found in described if found is not None]
-            results += self._parallel(lambda item: (item[0], self._load(*item)), loads)
-            for digest, loaded in results:
+            # What the cluster's Image objects describe is taken here, unless a cache entry (the
+            # registry's own bytes) answers first: handing each of half a million lookups to the
+            # pool cost about 20 s of CPU at scale L, for nothing.
+            if self.described is not None:
+                self.taken.update(digest for digest in wanted if digest in self.described and not self._cached(digest))
+            loads = sorted((digest, repos) for digest, repos in wanted.items() if digest not in self.taken)
+            self.client.expect_repositories(repos[0] for digest, repos in loads if not self._cached(digest))
+            for digest, loaded in self._parallel(lambda item: (item[0], self._load(*item)), loads):
                 if loaded is None:
                     log.warning("manifest %s vanished while it was being read", digest)
                     self.client._tally_vanished("manifests")
                     self.gone.add(digest)
                 else:
                     self.manifests[digest] = loaded
-            present = [(repo, digest) for repo, digest in new if digest in self.manifests]
+            present = [(repo, digest) for repo, digest in new if digest in self.manifests or digest in self.taken]
             frontier = set()
             for repo, digest in present:
                 self._keep_min(self.repositories, digest, repo)
-                for child in self.manifests[digest][0].children:
+                loaded = self.manifests.get(digest)
+                for child in loaded[0].children if loaded is not None else ():
                     self._keep_min(self.parents, child.digest, digest)
                     frontier.add((repo, child.digest))
             if self.client.use_referrers and self.described is None:
@@ -1428,28 +1402,12 @@ class _Extraction:
             self.referrers_cache.put(repository, digest, found)
         return found
 
-    def _known(self, digest: str) -> bool:
-        """Whether `_load` answers for `digest` without asking the registry."""
-        return ((self.cache is not None and self.cache.get(digest) is not None)
-                or (self.described is not None and digest in self.described))
-
-    def _described(self, digest: str) -> tuple[Manifest, dict[str, Any]] | None:
-        """The manifest and config the cluster describes for `digest`, when no cache entry (whose
-        bytes are the registry's own) answers first."""
-        if self.described is None or (self.cache is not None and self.cache.get(digest) is not None):
-            return None
-        found = self.described.get(digest)
-        if found is not None:
-            with self._lock:
-                self.unread.add(digest)
-        return found
+    def _cached(self, digest: str) -> bool:
+        return self.cache is not None and self.cache.get(digest) is not None
 
     def _load(self, digest: str, repositories: list[str]) -> tuple[Manifest, dict[str, Any] | None] | None:
         """A manifest and its reduced config: from the cache, else fetched from the first
         repository that still holds it, verified, and put in the cache; None if none does."""
-        described = self._described(digest)
-        if described is not None:
-            return described
         cached = self.cache.get(digest) if self.cache is not None else None
         if cached is not None:
             manifest = parse_manifest(digest, cached.media_type, cached.body, f"cached manifest {digest}")
@@ -1518,19 +1476,28 @@ class _Extraction:
             layers["size_bytes"].append(size)
             layers["position"].append(position)
 
-        for digest in sorted(self.manifests):
+        for digest in sorted(self.manifests.keys() | self.taken):
+            if digest in self.taken:
+                assert self.described is not None
+                for layer_digest, size, position in self.described.layer_rows(digest):
+                    layer(digest, layer_digest, size, position)
+                row = {"digest": digest, "repository": self.repositories[digest], **self.described.image_fields(digest),
+                       "subject_digest": self.tag_subjects.get(digest), "index_digest": self.parents.get(digest),
+                       "managed": True}
+                for name, column in images.items():
+                    column.append(row[name])
+                continue
             manifest, config = self.manifests[digest]
             config = config or {}
             if manifest.is_index:
                 size = len(manifest.body)
                 for child in sorted(manifest.children, key=lambda child: child.digest):
-                    if child.digest in self.manifests:
+                    if child.digest in self.manifests or child.digest in self.taken:
                         edges["index_digest"].append(digest)
                         edges["child_digest"].append(child.digest)
             else:
                 # The manifest is a blob too: a registry GC frees it with the image's layers.
-                if digest not in self.unread:
-                    layer(digest, digest, len(manifest.body), -2)
+                layer(digest, digest, len(manifest.body), -2)
                 assert manifest.config is not None
                 size = manifest.config.size + sum(item.size for item in manifest.layers)
                 layer(digest, manifest.config.digest, manifest.config.size, -1)
@@ -1545,7 +1512,7 @@ class _Extraction:
                 "created_at": _created(config.get("created")),
                 "architecture": config.get("architecture") or None,
                 "os": config.get("os") or None,
-                "labels": _labels_json(config["config"]["Labels"]) if config else None,
+                "labels": labels_json(config["config"]["Labels"]) if config else None,
                 "subject_digest": manifest.subject or self.tag_subjects.get(digest),
                 "index_digest": self.parents.get(digest),
                 "managed": True,
