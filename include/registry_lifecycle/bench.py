@@ -71,13 +71,12 @@ class SandboxProcess:
 
 
 def bench_extract(scale: str, seed: int = 7) -> list[StageFigures]:
-    """Cold and warm extraction of today's snapshot from a sandbox of `scale`."""
-    from datetime import datetime, timezone
+    """Cold and warm extraction of today's snapshot from a sandbox of `scale`.
 
-    from .config import load_policy, policy_with
-    from .lake import Lake
-    from .pipeline import Endpoints, run_extract
-    from .sources.locations import open_location
+    Each run is its own process, as each Airflow task or `reglife extract` pod is: its peak RSS
+    is then the run's own, not the cold run's freed-but-kept heap plus the warm run's.
+    """
+    import multiprocessing
 
     figures = []
     with tempfile.TemporaryDirectory(prefix="reglife-bench-") as tmp:
@@ -86,34 +85,46 @@ def bench_extract(scale: str, seed: int = 7) -> list[StageFigures]:
         sandbox = SandboxProcess(scale, seed, root / "sandbox")
         print(f"# sandbox {scale} generated and serving in {time.monotonic() - started:.0f} s", file=sys.stderr)
         try:
-            credentials = json.loads(Path(sandbox.endpoints["registry_credentials"]).read_text())
-            endpoints = Endpoints(kubeconfig=sandbox.endpoints["kubeconfig"], registry_url=sandbox.endpoints["registry"],
-                                  registry_username=credentials.get("username"),
-                                  registry_password=credentials.get("password"),
-                                  prometheus_url=sandbox.endpoints["prometheus"],
-                                  pulls=open_location(sandbox.endpoints["pulls"]),
-                                  scans=open_location(sandbox.endpoints["scans"]))
-            # The sandbox is an OpenShift cluster with its own registry: the case images_from_cluster is for.
-            policy = policy_with(load_policy(), {"sources": {"pulls": {"location": sandbox.endpoints["pulls"]},
-                                                             "scans": {"location": sandbox.endpoints["scans"]},
-                                                             "registry": {"images_from_cluster": True}}})
-            day = datetime.fromisoformat(sandbox.endpoints["history"]["until"]).astimezone(timezone.utc).date()
-            lake = Lake(str(root / "lake"))
+            spawn = multiprocessing.get_context("spawn")
             for run in ("cold", "warm"):
                 before = sandbox.counts()
-                started = time.monotonic()
-                outcome = run_extract(day, endpoints, policy, lake, run_id=f"bench-{run}", cache_dir=root / "cache",
-                                      accept_shrink=True)
-                wall = time.monotonic() - started
+                with spawn.Pool(1) as pool:
+                    wall, rows, peak = pool.apply(_extract_once, (sandbox.endpoints, str(root), run))
                 after = sandbox.counts()
-                rows = sum(sum(summary.get("rows", {}).values()) for summary in outcome.summaries.values())
                 figures.append(StageFigures(
                     "extract", scale, run, round(wall, 1), rows, round(rows / wall), after["registry"] - before["registry"],
                     after["kubernetes"] - before["kubernetes"], after["fetches"] - before["fetches"],
-                    round(_peak_rss_mib()), after["referrers"] - before["referrers"]))
+                    round(peak), after["referrers"] - before["referrers"]))
         finally:
             sandbox.stop()
     return figures
+
+
+def _extract_once(sandbox_endpoints: dict, root: str, run: str) -> tuple[float, int, float]:
+    """One extraction in this (fresh) process: wall seconds, rows, peak RSS in MiB."""
+    from datetime import datetime, timezone
+
+    from .config import load_policy, policy_with
+    from .lake import Lake
+    from .pipeline import Endpoints, run_extract
+    from .sources.locations import open_location
+
+    credentials = json.loads(Path(sandbox_endpoints["registry_credentials"]).read_text())
+    endpoints = Endpoints(kubeconfig=sandbox_endpoints["kubeconfig"], registry_url=sandbox_endpoints["registry"],
+                          registry_username=credentials.get("username"), registry_password=credentials.get("password"),
+                          prometheus_url=sandbox_endpoints["prometheus"], pulls=open_location(sandbox_endpoints["pulls"]),
+                          scans=open_location(sandbox_endpoints["scans"]))
+    # The sandbox is an OpenShift cluster with its own registry: the case images_from_cluster is for.
+    policy = policy_with(load_policy(), {"sources": {"pulls": {"location": sandbox_endpoints["pulls"]},
+                                                     "scans": {"location": sandbox_endpoints["scans"]},
+                                                     "registry": {"images_from_cluster": True}}})
+    day = datetime.fromisoformat(sandbox_endpoints["history"]["until"]).astimezone(timezone.utc).date()
+    started = time.monotonic()
+    outcome = run_extract(day, endpoints, policy, Lake(str(Path(root) / "lake")), run_id=f"bench-{run}",
+                          cache_dir=Path(root) / "cache", accept_shrink=True)
+    wall = time.monotonic() - started
+    rows = sum(sum(summary.get("rows", {}).values()) for summary in outcome.summaries.values())
+    return wall, rows, _peak_rss_mib()
 
 
 def print_table(figures: list[StageFigures]) -> None:
