@@ -77,6 +77,7 @@ def bench_extract(scale: str, seed: int = 7) -> list[StageFigures]:
     is then the run's own, not the cold run's freed-but-kept heap plus the warm run's.
     """
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
     figures = []
     with tempfile.TemporaryDirectory(prefix="reglife-bench-") as tmp:
@@ -88,8 +89,8 @@ def bench_extract(scale: str, seed: int = 7) -> list[StageFigures]:
             spawn = multiprocessing.get_context("spawn")
             for run in ("cold", "warm"):
                 before = sandbox.counts()
-                with spawn.Pool(1) as pool:
-                    wall, rows, peak = pool.apply(_extract_once, (sandbox.endpoints, str(root), run))
+                with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+                    wall, rows, peak = pool.submit(_extract_once, sandbox.endpoints, str(root), run).result()
                 after = sandbox.counts()
                 figures.append(StageFigures(
                     "extract", scale, run, round(wall, 1), rows, round(rows / wall), after["registry"] - before["registry"],
