@@ -149,6 +149,8 @@ def print_table(figures: list[StageFigures]) -> None:
         from .config import RegistrySource
 
         refresh = RegistrySource().referrers_refresh_days
+        if not cold.referrers_requests:         # images_from_cluster asks the referrers API nothing
+            return
         daily = warm.registry_requests + (cold.referrers_requests / refresh if refresh else cold.referrers_requests)
         print(f"a warm run on the next day also re-asks 1/{refresh} of the {cold.referrers_requests:,} referrers "
               f"lookups: about {daily:,.0f} requests, {daily / max(cold.registry_requests, 1):.1%} of the cold run")

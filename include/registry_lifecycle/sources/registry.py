@@ -55,8 +55,8 @@ so reclaim calculations count config blobs too. `managed` is always True here: e
 is a manifest stored in the registry this lifecycle manages (images that OpenShift only
 references in other registries never appear in its catalog).
 
-Concurrency is a thread pool of `concurrency` workers over one `httpx.Client` (whose
-connection pool is thread-safe), not asyncio: the extractor runs inside Airflow tasks and
+Concurrency is a thread pool of `concurrency` workers over one `httpx.Client` and, for plain
+GETs and HEADs, one urllib3 pool (both thread-safe; see pooled_http.py), not asyncio: the extractor runs inside Airflow tasks and
 `reglife` pods where a running event loop cannot be assumed, and the work between requests
 (hashing, JSON) is small. Each phase submits at most a few times `concurrency` requests at
 once, so a million tags do not become a million pending futures.
@@ -115,7 +115,6 @@ RETRYABLE = frozenset({429, 500, 502, 503, 504})
 MAX_BACKOFF_SECONDS = 30.0
 MAX_RETRY_AFTER_SECONDS = 120.0
 MAX_CONFIG_BYTES = 8 * 1024 * 1024
-# json.dumps builds an encoder per call with these options; one encoder serves half a million images.
 TOKEN_DEFAULT_TTL = 60            # seconds; the token spec's default when `expires_in` is absent
 # Pull scopes asked for in one token request when the repositories to read are known ahead. The
 # token travels as a header on every request, so it stays a few KB (proxies and registries cap
@@ -548,7 +547,7 @@ class RegistryClient:
     `backoff` is the first retry delay in seconds; it doubles per attempt, with jitter, and a
     429/503's `Retry-After` takes precedence. `referrers=False` skips the OCI referrers API
     (one request per manifest and repository) when another source already lists untagged
-    manifests. `transport` replaces httpx's network transport (proxies, tests).
+    manifests. `transport` replaces httpx's network transport (proxies, tests) for every request.
     """
 
     def __init__(self, base_url: str, *, username: str | None = None, password: str | None = None,
