@@ -13,7 +13,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import pandas as pd
 from kubernetes.client import ApiClient
@@ -119,7 +119,8 @@ def extract_openshift(api_client: ApiClient, *, cluster: str, page_size: int = 5
     # Images first: the longest list runs beside all the others.
     images, namespaces, imagestreams, *listed = lister.list_many(
         [("image.openshift.io/v1", "Image", image_object_row), ("v1", "Namespace", None),
-         ("image.openshift.io/v1", "ImageStream", None)] + [(api_version, kind, None) for api_version, kind in kinds])
+         ("image.openshift.io/v1", "ImageStream", None)]
+        + [(api_version, kind, workload_projection(kind)) for api_version, kind in kinds])
     snapshot = OpenShiftSnapshot(
         observed_at=observed_at, cluster=cluster, namespaces=namespaces, images=[], image_rows=images,
         imagestreams=imagestreams, workloads={kind: objects for (_, kind), objects in zip(kinds, listed)},
@@ -243,6 +244,46 @@ def _strategy_from(spec: dict) -> dict | None:
         if strategy.get(key) and strategy[key].get("from"):
             return strategy[key]["from"]
     return None
+
+
+def workload_projection(kind: str) -> Callable[[dict], dict]:
+    """A `kind` object cut down to what `workload_references`, `_is_active` and `builds_frame` read,
+    in the same shape, applied page by page while listing. The workloads are kept until the tags
+    they are resolved against are known; whole (env, volumes, probes, managed fields, ...) the
+    219,000 of scale L were most of the cluster step's memory. Anything these functions come to
+    read must be kept here too (tests/sources/test_openshift.py compares the two)."""
+    status_keys = ("phase", "completionTime", "succeeded", "completionTimestamp", "output")
+
+    def containers(pod_spec: dict) -> dict:
+        return {name: [{"name": c.get("name"), "image": c.get("image")} for c in pod_spec[name] or [] if c]
+                for name in CONTAINER_LISTS if name in pod_spec}
+
+    def project(obj: dict) -> dict:
+        meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
+        slim_spec = {key: spec[key] for key in ("replicas", "suspend", "triggers", "revision") if key in spec}
+        if "source" in spec:            # a Build's source may carry a whole inline Dockerfile
+            slim_spec["source"] = {"git": (spec["source"] or {}).get("git")}
+        if "strategy" in spec:
+            strategy = spec["strategy"] or {}
+            slim_spec["strategy"] = {key: {"from": (strategy.get(key) or {}).get("from")} for key in strategy
+                                     if isinstance(strategy.get(key), dict) and strategy[key].get("from")}
+        pod_spec = _pod_spec(kind, obj)
+        if pod_spec:
+            slim_pod = containers(pod_spec)
+            if kind == "Pod":
+                slim_spec.update(slim_pod)
+            elif kind == "CronJob":
+                slim_spec["jobTemplate"] = {"spec": {"template": {"spec": slim_pod}}}
+            else:
+                slim_spec["template"] = {"spec": slim_pod}
+        slim_status = {key: status[key] for key in status_keys if key in status}
+        for key in ("initContainerStatuses", "containerStatuses", "ephemeralContainerStatuses"):
+            if key in status:
+                slim_status[key] = [{"name": c.get("name"), "imageID": c.get("imageID")} for c in status[key] or [] if c]
+        return {"metadata": {key: meta[key] for key in ("namespace", "name") if key in meta},
+                "spec": slim_spec, "status": slim_status}
+
+    return project
 
 
 def workload_references(workloads: dict[str, list[dict]], resolver: Resolver, cluster: str,
