@@ -104,11 +104,13 @@ def test_a_registry_behind_the_clusters_ca_is_read_when_its_bundle_is_given(tls_
     assert server.paths == [f"/v2/team/app/manifests/{DIGEST}"]
 
 
-def test_an_untrusted_certificate_is_refused_and_never_read(tls_server) -> None:
+def test_an_untrusted_certificate_is_refused_at_once_with_the_fix(tls_server) -> None:
     server, _ = tls_server
-    with RegistryClient(_url(server), verify=True, max_retries=1, backoff=0.0) as client:
-        with pytest.raises(SourceUnavailable, match="connection failed"):
+    with RegistryClient(_url(server), verify=True, max_retries=3, backoff=0.0) as client:
+        with pytest.raises(SourceUnavailable, match="TLS certificate is not trusted") as raised:
             client.get_manifest("team/app", DIGEST)
+        assert client.stats.retries == 0
+    assert "ca_bundle" in str(raised.value)
     assert server.paths == []
 
 

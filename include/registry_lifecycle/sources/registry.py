@@ -131,6 +131,9 @@ _FIX_FORBIDDEN = ("Give the extractor's registry credentials pull access to ever
                   "<user>); nothing was published.")
 _FIX_UNAVAILABLE = ("The registry kept failing; nothing was published. Re-run when it is healthy (check the "
                     "image-registry pods, their storage backend and any route or proxy in front of them).")
+_FIX_TLS = ("Give the registry connection the CA bundle that signed the registry's certificate (its extra "
+            "`ca_bundle`, or REGLIFE_CA_BUNDLE: on OpenShift the service CA for the service, the ingress CA for "
+            "the route); `verify: false` only on a test cluster. Nothing was published.")
 _FIX_TRUNCATED = ("The registry or a proxy between it and the worker cut the list short; nothing was "
                   "published. Re-run the task; if it repeats, check proxy and route timeouts.")
 _FIX_REWRITTEN = ("Something between the worker and the registry (a caching proxy, a mirror) rewrites "
@@ -1106,6 +1109,9 @@ class RegistryClient:
                 if stream and response.status_code >= 300:
                     response.read()
             except httpx.TransportError as exc:
+                if "CERTIFICATE_VERIFY_FAILED" in str(exc):      # not transient: retrying cannot help
+                    raise SourceUnavailable(SOURCE, what, "the registry's TLS certificate is not trusted "
+                                            f"({str(exc)[-160:]})", _FIX_TLS) from None
                 failure = f"connection failed ({type(exc).__name__})"
                 delay = self._delay(attempt, None)
             else:
