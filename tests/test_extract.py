@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 from kubernetes import config as kube_config
 
@@ -180,6 +181,8 @@ def test_a_day_extracted_from_the_sandbox_is_published_with_every_dataset(publis
     assert set(commit.files) == PUBLISHED_DATASETS
     assert commit.files["storage_usage"].rows == SAMPLES_PER_DAY
     assert all(commit.files[name].rows > 0 for name in SNAPSHOT_DATASETS)
+    # Frames a step drops go back to the system, not into Arrow's own pool (peak RSS at scale L).
+    assert pa.default_memory_pool().backend_name == "system"
 
 
 def test_images_are_every_image_object_the_registry_stores_and_every_tag_resolves(

@@ -17,6 +17,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
 from . import datasets
 from .config import Policy, RegistrySource
@@ -67,9 +68,19 @@ def _stage(lake: Lake, request: ExtractRequest, frames: dict[str, pd.DataFrame])
     return {name: len(frame) for name, frame in frames.items()}
 
 
+def _return_freed_memory() -> None:
+    """Arrow's default allocator (mimalloc or jemalloc, by build) keeps the buffers a step frees
+    for later reuse, so the frames each step builds and drops pile up in RSS. Measured on a cold L
+    extraction: peak RSS 3.9-4.2 GiB with it, 3.7 GiB with the system allocator, at the same
+    speed. Process-wide; each extraction runs in its own process (an Airflow task, a pod)."""
+    if pa.default_memory_pool().backend_name != "system":
+        pa.set_memory_pool(pa.system_memory_pool())
+
+
 # ------------------------------------------------------------------------------ sources
 def extract_cluster(request: ExtractRequest, api_client, policy: Policy, lake: Lake) -> dict:
     """tags, references, builds, namespaces and image_objects from the OpenShift API."""
+    _return_freed_memory()
     from .sources.openshift import extract_openshift
 
     if not request.snapshot_readable:
@@ -98,6 +109,7 @@ def extract_registry(request: ExtractRequest, client, lake: Lake, cache_dir: Pat
     if not request.snapshot_readable:
         log.warning(request.backfill_notice())
         return {"skipped": request.backfill_notice()}
+    _return_freed_memory()
     settings = settings or RegistrySource()
     cache = referrers = None
     if cache_dir is not None:
@@ -233,6 +245,7 @@ def validate_and_publish(request: ExtractRequest, policy: Policy, lake: Lake, *,
     """Run the quality gate on the staged run; commit it when it passes. Returns the GateResult."""
     from .validate.gate import GateThresholds, run_quality_gate
 
+    _return_freed_memory()
     frames = _staged(lake, request)
     previous_counts, previous_run = _previous_counts(lake, request)
     result = run_quality_gate(
