@@ -12,8 +12,8 @@ from registry_lifecycle.config import load_policy, policy_with
 from registry_lifecycle.lake import Lake
 from registry_lifecycle.pipeline import Endpoints, run_extract
 from registry_lifecycle.sandbox import Sandbox
-from registry_lifecycle.sources.described_images import DOCKER_MANIFEST, OCI_EMPTY_CONFIG, DescribedImages
-from registry_lifecycle.sources.registry import OCI_INDEX
+from registry_lifecycle.sources.described_images import OCI_EMPTY_CONFIG, DescribedImages
+from registry_lifecycle.sources.registry import DOCKER_MANIFEST, OCI_INDEX
 
 DIGEST = "sha256:" + "a" * 64
 LAYER = "sha256:" + "b" * 64

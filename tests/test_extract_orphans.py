@@ -21,7 +21,7 @@ from registry_lifecycle.pipeline import Endpoints
 from registry_lifecycle.sandbox import Sandbox
 from registry_lifecycle.sandbox.scenario import build_world
 from registry_lifecycle.sandbox.world import INTERNAL_REGISTRY, PUBLIC_REGISTRY
-from registry_lifecycle.sources.openshift import OpenShiftSnapshot, image_objects_frame
+from registry_lifecycle.sources.openshift import OpenShiftSnapshot, image_object_row, image_objects_frame
 from registry_lifecycle.sources.registry import RegistryClient
 
 UNTIL = date(2026, 11, 27)
@@ -55,7 +55,8 @@ IMAGES = [
 # ------------------------------------------------------------------------------ the cluster step
 def test_image_objects_carry_the_repository_of_the_internal_registry_only():
     snapshot = OpenShiftSnapshot(observed_at=datetime.now(timezone.utc), cluster="c", namespaces=[],
-                                 images=IMAGES, imagestreams=[imagestream("team-a-dev", "billing")], workloads={})
+                                 image_rows=[image_object_row(image) for image in IMAGES],
+                                 imagestreams=[imagestream("team-a-dev", "billing")], workloads={})
     assert snapshot.internal_hosts() == {INTERNAL_REGISTRY, PUBLIC_REGISTRY}
     frame = snapshot.image_objects_frame().set_index("digest")
     assert list(frame.reset_index().columns) == IMAGE_OBJECTS.schema.names
@@ -94,7 +95,8 @@ def test_the_registry_step_fetches_staged_image_objects_of_its_registry_by_diges
     tags["created_at"] = pd.to_datetime(tags["created_at"], utc=True)
     lake.write("tags", DAY, RUN_ID, tags)
     snapshot = OpenShiftSnapshot(observed_at=datetime.now(timezone.utc), cluster="c", namespaces=[],
-                                 images=IMAGES, imagestreams=[imagestream("team-a-dev", "billing")], workloads={})
+                                 image_rows=[image_object_row(image) for image in IMAGES],
+                                 imagestreams=[imagestream("team-a-dev", "billing")], workloads={})
     lake.write("image_objects", DAY, RUN_ID, snapshot.image_objects_frame())
 
     client = RecordingClient()

@@ -80,12 +80,12 @@ def _return_freed_memory() -> None:
 # ------------------------------------------------------------------------------ sources
 def extract_cluster(request: ExtractRequest, api_client, policy: Policy, lake: Lake) -> dict:
     """tags, references, builds, namespaces and image_objects from the OpenShift API."""
-    _return_freed_memory()
     from .sources.openshift import extract_openshift
 
     if not request.snapshot_readable:
         log.warning(request.backfill_notice())
         return {"skipped": request.backfill_notice()}
+    _return_freed_memory()
     settings = policy.sources.openshift
     with collector_paused():
         snapshot, lister = extract_openshift(api_client, cluster=settings.cluster, page_size=settings.page_size,

@@ -245,7 +245,7 @@ class LiveCluster:
         from ..sources.openshift import OpenShiftSnapshot
 
         return OpenShiftSnapshot(observed_at=datetime.now(timezone.utc), cluster=self.cluster, namespaces=[],
-                                 images=[], imagestreams=self._lister.list_all("image.openshift.io/v1", "ImageStream"),
+                                 image_rows=[], imagestreams=self._lister.list_all("image.openshift.io/v1", "ImageStream"),
                                  workloads=workloads)
 
 

@@ -18,21 +18,18 @@ image; and the Image API has no OS field, so `os` stays null.
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 
-from ..datasets import DIGEST_PATTERN
+from .image_refs import DIGEST
+from .registry import IMAGE_TYPES
 
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 # The OCI 1.1 empty descriptor: the config of an artifact (SBOM, attestation), never of an image.
 OCI_EMPTY_CONFIG = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
 COLUMNS = ("digest", "media_type", "config_digest", "size_bytes", "created_at", "architecture", "labels", "layers")
-_DIGEST = re.compile(DIGEST_PATTERN)
 
 
 class DescribedImages:
@@ -48,7 +45,7 @@ class DescribedImages:
         """From `image_objects` rows (the dataset's columns): those that describe their content."""
         described = cls()
         config = objects["config_digest"]
-        candidates = (objects["media_type"].isin([DOCKER_MANIFEST, OCI_MANIFEST]) & config.notna() & (config != "")
+        candidates = (objects["media_type"].isin(list(IMAGE_TYPES)) & config.notna() & (config != "")
                       & (config != OCI_EMPTY_CONFIG) & objects["size_bytes"].notna() & objects["layers"].notna()
                       & (objects["layers"] != ""))
         # Python values through Arrow: iterating pandas columns (Arrow strings, Timestamps) costs
@@ -94,6 +91,6 @@ def _layers(layers_json: str) -> list[tuple[str, int]] | None:
         layers = [(str(digest), int(size)) for digest, size, _ in json.loads(layers_json)]
     except (ValueError, TypeError):
         return None
-    if not all(_DIGEST.match(digest) and size >= 0 for digest, size in layers):
+    if not all(DIGEST.match(digest) and size >= 0 for digest, size in layers):
         return None
     return layers

@@ -27,10 +27,6 @@ from urllib3.exceptions import HTTPError
 
 from .errors import SourceForbidden, SourceMalformed, SourceTruncated, SourceUnavailable
 
-# msgspec decodes the large list pages of a big cluster 1.5-3x faster than json (a page of 500
-# Image objects: 5 ms instead of 13 ms).
-_decode_json = msgspec.json.decode
-
 log = logging.getLogger(__name__)
 
 SOURCE = "openshift"
@@ -114,7 +110,8 @@ class KubeLister:
                 if page is None:            # 410 Gone: the continue token expired
                     expired = True
                     break
-                items.extend(page.get("items") or [] if each is None else map(each, page.get("items") or []))
+                objects = page.get("items") or []
+                items.extend(objects if each is None else map(each, objects))
                 metadata = page.get("metadata") or {}
                 token = metadata.get("continue") or None
                 remaining = metadata.get("remainingItemCount")
@@ -169,7 +166,9 @@ class KubeLister:
                 raise SourceUnavailable(SOURCE, what, f"connection failed: {type(exc).__name__}",
                                         "Check that the API server is reachable from the worker.") from None
             try:
-                page = _decode_json(response.data)
+                # msgspec decodes a big cluster's list pages 1.5-3x faster than json (a page of 500
+                # Image objects: 5 ms instead of 13 ms).
+                page = msgspec.json.decode(response.data)
             except ValueError:          # msgspec's DecodeError is a ValueError too
                 raise SourceMalformed(SOURCE, what, "the response is not valid JSON",
                                       "A proxy may be rewriting API responses; nothing was published.") from None

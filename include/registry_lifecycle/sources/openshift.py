@@ -43,6 +43,7 @@ WORKLOAD_KINDS: tuple[tuple[str, str, str], ...] = (
 _compact_json = json.JSONEncoder(separators=(",", ":")).encode
 OPENSHIFT_ONLY = {"apps.openshift.io/v1", "build.openshift.io/v1"}
 CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
+CONTAINER_STATUS_LISTS = ("initContainerStatuses", "containerStatuses", "ephemeralContainerStatuses")
 
 
 @dataclass
@@ -52,13 +53,12 @@ class OpenShiftSnapshot:
     observed_at: datetime
     cluster: str
     namespaces: list[dict]
-    images: list[dict]
+    # `image_object_row` of every Image object, made page by page while listing: at scale L the
+    # Image objects as dicts were most of the extraction's memory.
+    image_rows: list[tuple]
     imagestreams: list[dict]
     workloads: dict[str, list[dict]]          # kind -> objects
     missing_kinds: list[str] = field(default_factory=list)   # API groups this cluster does not serve
-    # `image_object_row` of every Image object, made page by page while listing: at scale L the
-    # Image objects as dicts were most of the extraction's memory. When set, `images` is empty.
-    image_rows: list[tuple] | None = None
     _tags: pd.DataFrame | None = field(default=None, init=False, repr=False, compare=False)
 
     def tags_frame(self) -> pd.DataFrame:
@@ -86,9 +86,7 @@ class OpenShiftSnapshot:
         return hosts
 
     def image_objects_frame(self) -> pd.DataFrame:
-        if self.image_rows is not None:
-            return image_objects_frame_from_rows(self.image_rows, self.internal_hosts())
-        return image_objects_frame(self.images, self.internal_hosts())
+        return image_objects_frame_from_rows(self.image_rows, self.internal_hosts())
 
     def references_frame(self) -> pd.DataFrame:
         rows = list(workload_references(self.workloads, self.resolver(), self.cluster, self.observed_at))
@@ -122,11 +120,11 @@ def extract_openshift(api_client: ApiClient, *, cluster: str, page_size: int = 5
          ("image.openshift.io/v1", "ImageStream", None)]
         + [(api_version, kind, workload_projection(kind)) for api_version, kind in kinds])
     snapshot = OpenShiftSnapshot(
-        observed_at=observed_at, cluster=cluster, namespaces=namespaces, images=[], image_rows=images,
+        observed_at=observed_at, cluster=cluster, namespaces=namespaces, image_rows=images,
         imagestreams=imagestreams, workloads={kind: objects for (_, kind), objects in zip(kinds, listed)},
         missing_kinds=missing)
     log.info("openshift: %d images, %d image streams, %d workload objects in %d requests",
-             len(snapshot.image_rows or ()), len(snapshot.imagestreams),
+             len(snapshot.image_rows), len(snapshot.imagestreams),
              sum(len(v) for v in snapshot.workloads.values()), lister.stats.requests)
     return snapshot, lister
 
@@ -249,9 +247,10 @@ def _strategy_from(spec: dict) -> dict | None:
 def workload_projection(kind: str) -> Callable[[dict], dict]:
     """A `kind` object cut down to what `workload_references`, `_is_active` and `builds_frame` read,
     in the same shape, applied page by page while listing. The workloads are kept until the tags
-    they are resolved against are known; whole (env, volumes, probes, managed fields, ...) the
-    219,000 of scale L were most of the cluster step's memory. Anything these functions come to
-    read must be kept here too (tests/sources/test_openshift.py compares the two)."""
+    they are resolved against are known, and a real pod spec (env, volumes, probes, managed
+    fields) is many times what the graph reads; the sandbox's are lean, so at scale L this saved
+    little. Anything these functions come to read must be kept here too
+    (tests/sources/test_openshift.py compares the two)."""
     status_keys = ("phase", "completionTime", "succeeded", "completionTimestamp", "output")
 
     def containers(pod_spec: dict) -> dict:
@@ -264,9 +263,8 @@ def workload_projection(kind: str) -> Callable[[dict], dict]:
         if "source" in spec:            # a Build's source may carry a whole inline Dockerfile
             slim_spec["source"] = {"git": (spec["source"] or {}).get("git")}
         if "strategy" in spec:
-            strategy = spec["strategy"] or {}
-            slim_spec["strategy"] = {key: {"from": (strategy.get(key) or {}).get("from")} for key in strategy
-                                     if isinstance(strategy.get(key), dict) and strategy[key].get("from")}
+            slim_spec["strategy"] = {key: {"from": value["from"]} for key, value in (spec["strategy"] or {}).items()
+                                     if isinstance(value, dict) and value.get("from")}
         pod_spec = _pod_spec(kind, obj)
         if pod_spec:
             slim_pod = containers(pod_spec)
@@ -277,7 +275,7 @@ def workload_projection(kind: str) -> Callable[[dict], dict]:
             else:
                 slim_spec["template"] = {"spec": slim_pod}
         slim_status = {key: status[key] for key in status_keys if key in status}
-        for key in ("initContainerStatuses", "containerStatuses", "ephemeralContainerStatuses"):
+        for key in CONTAINER_STATUS_LISTS:
             if key in status:
                 slim_status[key] = [{"name": c.get("name"), "imageID": c.get("imageID")} for c in status[key] or [] if c]
         return {"metadata": {key: meta[key] for key in ("namespace", "name") if key in meta},
@@ -315,7 +313,7 @@ def workload_references(workloads: dict[str, list[dict]], resolver: Resolver, cl
             image_ids = {}
             if kind == "Pod":
                 status = obj.get("status") or {}
-                for key in ("initContainerStatuses", "containerStatuses", "ephemeralContainerStatuses"):
+                for key in CONTAINER_STATUS_LISTS:
                     for container_status in status.get(key) or []:
                         spec = parse_pull_spec(container_status.get("imageID") or "")
                         if spec is not None and spec.digest:

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 import urllib3
 from urllib3.exceptions import (ConnectTimeoutError, HTTPError, InsecureRequestWarning, NewConnectionError,
-                                ProtocolError, ReadTimeoutError)
+                                ProtocolError, ReadTimeoutError, SSLError)
 
 
 def tls_context(verify: bool | str) -> ssl.SSLContext:
@@ -63,7 +63,7 @@ class PooledSender:
         try:
             answer = self._pool.request(method, target, headers={**self._headers, **headers}, redirect=False,
                                         preload_content=True)
-        except (ConnectTimeoutError, NewConnectionError) as exc:
+        except (ConnectTimeoutError, NewConnectionError, SSLError) as exc:     # as httpx maps them
             raise httpx.ConnectError(str(exc)) from exc
         except ReadTimeoutError as exc:
             raise httpx.ReadTimeout(str(exc)) from exc

@@ -56,7 +56,8 @@ is a manifest stored in the registry this lifecycle manages (images that OpenShi
 references in other registries never appear in its catalog).
 
 Concurrency is a thread pool of `concurrency` workers over one `httpx.Client` and, for plain
-GETs and HEADs, one urllib3 pool (both thread-safe; see pooled_http.py), not asyncio: the extractor runs inside Airflow tasks and
+GETs and HEADs, one urllib3 pool (both thread-safe; see pooled_http.py), not asyncio: the
+extractor runs inside Airflow tasks and
 `reglife` pods where a running event loop cannot be assumed, and the work between requests
 (hashing, JSON) is small. Each phase submits at most a few times `concurrency` requests at
 once, so a million tags do not become a million pending futures.
@@ -69,6 +70,7 @@ import json
 import logging
 import random
 import re
+import ssl
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -1109,7 +1111,7 @@ class RegistryClient:
                 if stream and response.status_code >= 300:
                     response.read()
             except httpx.TransportError as exc:
-                if "CERTIFICATE_VERIFY_FAILED" in str(exc):      # not transient: retrying cannot help
+                if _untrusted_certificate(exc):      # not transient: retrying cannot help
                     raise SourceUnavailable(SOURCE, what, "the registry's TLS certificate is not trusted "
                                             f"({str(exc)[-160:]})", _FIX_TLS) from None
                 failure = f"connection failed ({type(exc).__name__})"
@@ -1253,6 +1255,17 @@ class RegistryClient:
             return token
 
 
+def _untrusted_certificate(error: BaseException) -> bool:
+    """Whether a transport error is a certificate this worker does not trust: both HTTP stacks
+    raise it wrapped, with the ssl module's error down the chain."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _int_param(url: httpx.URL, name: str) -> int | None:
     value = url.params.get(name)
     return int(value) if value is not None and value.isdigit() else None
@@ -1372,10 +1385,11 @@ class _Extraction:
             # What the cluster's Image objects describe is taken here, unless a cache entry (the
             # registry's own bytes) answers first: handing each of half a million lookups to the
             # pool cost about 20 s of CPU at scale L, for nothing.
+            cached = {digest for digest in wanted if self._cached(digest)}
             if self.described is not None:
-                self.taken.update(digest for digest in wanted if digest in self.described and not self._cached(digest))
+                self.taken.update(digest for digest in wanted if digest in self.described and digest not in cached)
             loads = sorted((digest, repos) for digest, repos in wanted.items() if digest not in self.taken)
-            self.client.expect_repositories(repos[0] for digest, repos in loads if not self._cached(digest))
+            self.client.expect_repositories(repos[0] for digest, repos in loads if digest not in cached)
             for digest, loaded in self._parallel(lambda item: (item[0], self._load(*item)), loads):
                 if loaded is None:
                     log.warning("manifest %s vanished while it was being read", digest)
